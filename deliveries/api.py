@@ -1,0 +1,85 @@
+"""Delivery history, test events, manual retry and recovery under ``/ui/api/webhooks``."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from deliveries import selectors, services
+from deliveries.serializers import (
+    DeliveryDetailSerializer,
+    DeliveryFilterSerializer,
+    DeliverySerializer,
+    RecoverSerializer,
+    TestEventSerializer,
+)
+from webhooks.selectors import webhook_get
+
+
+class DeliveryListView(GenericAPIView):
+    serializer_class = DeliverySerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=["pending", "retrying", "succeeded", "failed"]),
+            OpenApiParameter("event", str),
+            OpenApiParameter("limit", int),
+        ],
+        responses=DeliverySerializer(many=True),
+    )
+    def get(self, request: Request, webhook_id: str) -> Response:
+        webhook = webhook_get(request.user.organization, webhook_id)
+        filters = DeliveryFilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        queryset = selectors.deliveries_of(
+            webhook, status=filters.validated_data.get("status"), event_type=filters.validated_data.get("event")
+        )
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(DeliverySerializer(page, many=True).data)
+
+
+class DeliveryDetailView(APIView):
+    @extend_schema(responses=DeliveryDetailSerializer)
+    def get(self, request: Request, webhook_id: str, delivery_id: str) -> Response:
+        webhook = webhook_get(request.user.organization, webhook_id)
+        delivery = selectors.delivery_get(webhook, delivery_id)
+        return Response(DeliveryDetailSerializer(delivery).data)
+
+
+class DeliveryRetryView(APIView):
+    @extend_schema(request=None, responses={202: DeliverySerializer})
+    def post(self, request: Request, webhook_id: str, delivery_id: str) -> Response:
+        webhook = webhook_get(request.user.organization, webhook_id)
+        delivery = selectors.delivery_get(webhook, delivery_id)
+        with transaction.atomic():
+            delivery = services.delivery_retry(delivery=delivery)
+        return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+class WebhookRecoverView(APIView):
+    @extend_schema(
+        request=RecoverSerializer,
+        responses={202: inline_serializer("RecoverAccepted", {"recovering": serializers.IntegerField()})},
+    )
+    def post(self, request: Request, webhook_id: str) -> Response:
+        webhook = webhook_get(request.user.organization, webhook_id)
+        body = RecoverSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        with transaction.atomic():
+            count = services.webhook_recover(webhook=webhook, since=body.validated_data["since"])
+        return Response({"recovering": count}, status=status.HTTP_202_ACCEPTED)
+
+
+class TestEventView(APIView):
+    @extend_schema(request=TestEventSerializer, responses={202: DeliverySerializer})
+    def post(self, request: Request) -> Response:
+        body = TestEventSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        webhook = webhook_get(request.user.organization, body.validated_data["webhook_id"])
+        delivery = services.delivery_send_test(webhook=webhook, event_type=body.validated_data["event"])
+        return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)

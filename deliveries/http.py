@@ -1,0 +1,634 @@
+"""The one hardened HTTP client of the service: every webhook leaves through ``post``.
+
+Customers type the URLs we post to, so each request is a server-side request forgery risk.
+The defences, in the order a request meets them:
+
+* ``check_url`` refuses what is wrong on its face: not http(s), credentials, an over-long URL,
+  or a host that is an IP literal (in any of the numeric disguises the resolver accepts) that
+  is not publicly routable.
+* The connection is pinned: the host name is resolved once, inside the connection's own
+  ``_new_conn``, every resolved address is validated, and the socket connects to one of those
+  validated addresses. There is no second lookup a rebinding DNS server could answer
+  differently, and a refused address never costs a connection. Host header, TLS SNI and
+  certificate checks still use the URL's host name.
+* One total deadline (``WEBHOOK_TIMEOUT``) covers resolution, connect, TLS handshake, sending
+  and reading the status line, headers and body; a receiver dripping one byte at a time
+  cannot stretch it (``requests``' own timeout restarts with every byte).
+* Redirects are never followed, at most ``WEBHOOK_RESPONSE_READ_BYTES`` of a body are read,
+  and nothing is taken from the environment (proxies, netrc, CA bundle overrides).
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import ipaddress
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from http.cookiejar import DefaultCookiePolicy
+
+import idna
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationParseError,
+    NameResolutionError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+from urllib3.util import parse_url
+from urllib3.util.connection import allowed_gai_family
+from urllib3.util.ssl_match_hostname import CertificateError as Urllib3CertificateError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Browsers and many servers and proxies stop at about this length; nothing legitimate needs more.
+MAX_URL_LENGTH = 2048
+
+# The only response header worth keeping: it tells the retry schedule when to come back.
+_KEPT_HEADERS = ("retry-after",)
+
+# Neither publicly routable nor caught by every Python version's ``is_global``.
+_NOT_GLOBAL_V4 = tuple(
+    ipaddress.IPv4Network(net)
+    for net in (
+        "0.0.0.0/8",  # "this network"
+        "10.0.0.0/8",
+        "100.64.0.0/10",  # shared address space (carrier-grade NAT)
+        "127.0.0.0/8",
+        "169.254.0.0/16",  # link-local, home of cloud metadata services
+        "172.16.0.0/12",
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # documentation
+        "192.88.99.0/24",  # deprecated 6to4 relay anycast
+        "192.168.0.0/16",
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation
+        "203.0.113.0/24",  # documentation
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and the broadcast address
+    )
+)
+# Only 2000::/3 holds global unicast addresses; inside it these are not.
+_GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
+_NOT_GLOBAL_V6 = tuple(
+    ipaddress.IPv6Network(net)
+    for net in (
+        "2001::/23",  # IETF protocol assignments: Teredo, benchmarking, ORCHID
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+        "3ffe::/16",  # the returned 6bone
+    )
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class UrlRefused(ValueError):
+    """A URL the service will not post to; the message says why, for a human."""
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    """What one attempt produced: an HTTP answer, or the network error that prevented it.
+
+    ``error`` is empty on an HTTP answer, whatever its status; a 3xx is an answer. When the
+    receiver answered but the body could not be read in time, both ``status`` and ``error`` are
+    set, and the attempt is not ``ok``.
+    """
+
+    status: int | None
+    body: str
+    duration_ms: int
+    error: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.status is not None and 200 <= self.status < 300
+
+
+# --- URL and address checks --------------------------------------------------------------
+
+
+def check_url(url: str, *, resolve: bool = True) -> None:
+    """Raise UrlRefused unless ``url`` is one the service may post to.
+
+    With ``resolve`` the host name is looked up too, and every address it resolves to must be
+    allowed. Without it only the URL itself is judged; ``post`` relies on that and validates
+    the resolved addresses in the connection, where they are used.
+    """
+    if len(url) > MAX_URL_LENGTH:
+        raise UrlRefused(f"URL is longer than {MAX_URL_LENGTH} characters")
+    if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+        raise UrlRefused("URL contains whitespace or control characters")
+    try:
+        # The parser requests itself uses, so what is checked is what is connected to.
+        parts = parse_url(url)
+    except LocationParseError as exc:
+        raise UrlRefused("URL is not valid") from exc
+    if parts.scheme not in ("http", "https") or not parts.host:
+        raise UrlRefused("URL must be an absolute http or https URL with a host")
+    if parts.scheme == "http" and settings.WEBHOOK_HTTPS_ONLY:
+        raise UrlRefused("URL must use https")
+    if parts.auth is not None:
+        raise UrlRefused("URL must not contain a user name or password")
+    host = _normalize_host(parts.host)
+    literal = _literal_ip(host)
+    if literal is not None:
+        if not is_allowed_ip(literal):
+            raise UrlRefused(f"refused address {literal}")
+        return
+    if not resolve:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = _resolve(host, port, timeout=float(settings.WEBHOOK_TIMEOUT))
+    except (OSError, UnicodeError) as exc:  # gaierror, or the lookup outlived the deadline
+        raise UrlRefused(f"could not resolve host {host}") from exc
+    if not infos:
+        raise UrlRefused(f"could not resolve host {host}")
+    for ip in _addresses(infos):
+        if not is_allowed_ip(ip):
+            raise UrlRefused(f"refused address {ip} (resolved from {host})")
+
+
+def is_allowed_ip(ip: IPAddress) -> bool:
+    """True if the service may connect to ``ip``: it is publicly routable, or exempted.
+
+    ``WEBHOOK_ALLOWED_NETWORKS`` exempts networks (development and tests); everything else
+    must be global unicast. IPv6 forms that carry an IPv4 address (mapped, 6to4, NAT64) are
+    judged by that IPv4 address, since that is where the packets end up.
+    """
+    for network in settings.WEBHOOK_ALLOWED_NETWORKS:
+        if ip.version == network.version and ip in network:
+            return True
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return is_allowed_ip(embedded)
+        if ip not in _GLOBAL_UNICAST_V6 or any(ip in net for net in _NOT_GLOBAL_V6):
+            return False
+    elif any(ip in net for net in _NOT_GLOBAL_V4):
+        return False
+    return ip.is_global and not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local)
+    )
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv4-mapped, 6to4 or NAT64 address leads to, if it is one.
+
+    Teredo (2001::/32) is not unwrapped: it is refused as a whole with 2001::/23.
+    """
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def _normalize_host(host: str) -> str:
+    """The host as the connection will see it: IPv6 unbracketed, names IDNA-encoded."""
+    if host.startswith("["):
+        inner = host[1:-1] if host.endswith("]") else ""
+        try:
+            ipaddress.IPv6Address(inner)
+        except ValueError as exc:
+            raise UrlRefused("URL has an invalid IPv6 address") from exc
+        return inner
+    if not host.isascii():
+        try:
+            # As requests does before sending, so "１２７.０.０.１" is seen as 127.0.0.1.
+            return idna.encode(host, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as exc:
+            raise UrlRefused("URL has an invalid host name") from exc
+    return host
+
+
+def _literal_ip(host: str) -> IPAddress | None:
+    """The address the resolver would read in ``host`` without asking DNS, else None.
+
+    IPv4 goes through ``inet_aton`` as the resolver does, which accepts the disguises:
+    "2130706433", "0x7f000001", "0177.0.0.1" and "127.1" are all 127.0.0.1.
+    """
+    if ":" in host:
+        return ipaddress.IPv6Address(host)
+    try:
+        packed = socket.inet_aton(host.removesuffix("."))
+    except OSError:
+        return None
+    return ipaddress.IPv4Address(packed)
+
+
+_AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[typing.Any, ...]]
+
+
+def _resolve(host: str, port: int, *, timeout: float | None) -> list[_AddrInfo]:
+    """``getaddrinfo`` that gives up after ``timeout`` seconds (None: the resolver's own).
+
+    The resolver cannot be interrupted, so a name lookup runs in a daemon thread that is
+    abandoned when it takes too long; it ends on its own when the resolver gives up.
+    """
+    family = allowed_gai_family()
+    if timeout is None or _literal_ip_or_none(host) is not None:
+        return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    outcome: dict[str, typing.Any] = {}
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            outcome["infos"] = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+        except (OSError, UnicodeError, ValueError) as exc:  # handed over to the waiting thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name=f"resolve {host}", daemon=True).start()
+    if not done.wait(timeout):
+        raise TimeoutError(f"resolving {host} took longer than {timeout:.1f}s")
+    if "error" in outcome:
+        raise outcome["error"]
+    if "infos" not in outcome:
+        raise OSError(f"resolving {host} failed")
+    return outcome["infos"]
+
+
+def _literal_ip_or_none(host: str) -> IPAddress | None:
+    try:
+        return _literal_ip(host)
+    except ValueError:
+        return None
+
+
+def _addresses(infos: list[_AddrInfo]) -> list[IPAddress]:
+    return [ipaddress.ip_address(info[4][0]) for info in infos]
+
+
+# --- The total deadline ------------------------------------------------------------------
+
+
+class _Deadline(threading.local):
+    # time.monotonic() at which the current attempt of this thread must be over, if any.
+    at: float | None = None
+
+
+_deadline = _Deadline()
+
+
+def _remaining() -> float | None:
+    """Seconds left for this thread's attempt (None: no deadline); TimeoutError when none."""
+    at = _deadline.at
+    if at is None:
+        return None
+    remaining = at - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("the attempt's deadline has passed")
+    return remaining
+
+
+def _timeout_for(conn: HTTPConnection) -> float | None:
+    remaining = _remaining()
+    if remaining is not None:
+        return remaining
+    # Outside post(): urllib3's own per-operation timeout (or its "use the default" marker).
+    return conn.timeout if isinstance(conn.timeout, int | float) else socket.getdefaulttimeout()
+
+
+class _DeadlineSocket:
+    """Wraps a connected socket so every send and receive fits in the attempt's deadline.
+
+    http.client only sends through ``sendall`` and only reads through ``makefile("rb")``;
+    both re-arm the socket timeout with the time left before each system call, so a receiver
+    trickling bytes cannot restart the clock. Everything else is the wrapped socket's.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def __getattr__(self, name: str) -> typing.Any:
+        return getattr(self._sock, name)
+
+    def _arm(self) -> None:
+        remaining = _remaining()
+        if remaining is not None:
+            self._sock.settimeout(remaining)
+
+    def sendall(self, data: typing.Any, flags: int = 0) -> None:
+        # socket.sendall bounds the whole call, but SSLSocket.sendall restarts its timeout
+        # for every record; send piece by piece and re-arm each time instead.
+        with memoryview(data) as view, view.cast("B") as octets:
+            sent = 0
+            while sent < len(octets):
+                self._arm()
+                if flags:
+                    sent += self._sock.send(octets[sent:], flags)
+                else:
+                    sent += self._sock.send(octets[sent:])
+
+    def makefile(self, mode: str = "r", buffering: int | None = None, **kwargs: typing.Any) -> typing.Any:
+        if mode != "rb":
+            return self._sock.makefile(mode, buffering, **kwargs)
+        # The socket's own unbuffered reader keeps the socket's reference counting, so the
+        # body can still be read after http.client closes a "Connection: close" socket.
+        raw = self._sock.makefile("rb", buffering=0)
+        return io.BufferedReader(_DeadlineReader(raw, self), buffering or io.DEFAULT_BUFFER_SIZE)
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, raw: typing.Any, sock: _DeadlineSocket) -> None:
+        self._raw = raw
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: typing.Any) -> int | None:
+        self._sock._arm()
+        return self._raw.readinto(buffer)
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+# --- Pinned connections ------------------------------------------------------------------
+
+
+class _RefusedAddress(NewConnectionError):
+    """The host resolved to an address that is not allowed; no connection was attempted."""
+
+    def __init__(self, conn: HTTPConnection, refusal: str) -> None:
+        self.refusal = refusal
+        super().__init__(conn, refusal)
+
+
+def _open_pinned_socket(conn: HTTPConnection) -> socket.socket:
+    """Resolve once, refuse unless every address is allowed, connect to one of them.
+
+    Replaces urllib3's ``create_connection``, whose connect-by-name would do the lookup we
+    cannot validate. Only the socket's destination changes: the connection keeps the URL's
+    host for the Host header, SNI and certificate matching.
+    """
+    host = conn._dns_host.strip("[]")  # the trailing dot of an FQDN matters to the resolver
+    try:
+        infos = _resolve(host, conn.port, timeout=_timeout_for(conn))
+    except socket.gaierror as exc:
+        raise NameResolutionError(conn.host, conn, exc) from exc
+    except TimeoutError as exc:
+        raise ConnectTimeoutError(conn, f"Resolving {conn.host} timed out") from exc
+    except UnicodeError as exc:
+        raise LocationParseError(f"'{host}', not a valid host name") from exc
+    if not infos:
+        raise NewConnectionError(conn, f"{conn.host} resolves to no address")
+    for ip in _addresses(infos):
+        if not is_allowed_ip(ip):
+            suffix = "" if _literal_ip_or_none(host) is not None else f" (resolved from {host})"
+            raise _RefusedAddress(conn, f"refused address {ip}{suffix}")
+
+    last_error: OSError | None = None
+    for family, socktype, proto, _canonname, sockaddr in infos:
+        sock = socket.socket(family, socktype, proto)
+        try:
+            for option in conn.socket_options or ():
+                sock.setsockopt(*option)
+            sock.settimeout(_timeout_for(conn))
+            if conn.source_address:
+                sock.bind(conn.source_address)
+            sock.connect(sockaddr)
+            # What is left also bounds the TLS handshake, which CPython times as a whole.
+            sock.settimeout(_timeout_for(conn))
+        except TimeoutError as exc:
+            sock.close()
+            raise ConnectTimeoutError(conn, f"Connection to {conn.host} timed out") from exc
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+            continue
+        sys.audit("http.client.connect", conn, conn.host, conn.port)
+        return sock
+    raise NewConnectionError(conn, f"Failed to establish a new connection: {last_error}") from last_error
+
+
+class _PinnedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _open_pinned_socket(self)
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = typing.cast(socket.socket, _DeadlineSocket(self.sock))
+
+
+class _PinnedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _open_pinned_socket(self)
+
+    def connect(self) -> None:
+        super().connect()  # TLS-wraps the pinned socket; the wrapper goes on the TLS socket
+        self.sock = typing.cast(socket.socket, _DeadlineSocket(self.sock))
+
+
+class _PinnedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _PinnedHTTPConnection
+
+
+class _PinnedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _PinnedHTTPSConnection
+
+
+class _PinnedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: typing.Any, **kwargs: typing.Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        # A new dict: the default one is shared by every PoolManager in the process.
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _PinnedHTTPConnectionPool,
+            "https": _PinnedHTTPSConnectionPool,
+        }
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: typing.Any) -> typing.Any:
+        # A proxy would connect by name behind our back; post() never configures one.
+        raise requests.exceptions.InvalidProxyURL("proxies are not supported")
+
+
+# --- Sending -----------------------------------------------------------------------------
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """This thread's session: its own keep-alive connections, nothing from the environment."""
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.trust_env = False  # no proxies, netrc credentials or CA bundle from env vars
+        # Receivers of different customers may share a host; none gets another's cookies.
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        adapter = _PinnedAdapter(max_retries=0)  # a POST is not repeated behind our back
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        _local.session = session
+    return session
+
+
+_NETWORK_ERRORS = (
+    requests.RequestException,
+    Urllib3HTTPError,
+    http.client.HTTPException,
+    OSError,
+)
+
+
+def post(url: str, body: bytes, headers: Mapping[str, str]) -> HttpResult:
+    """POST ``body`` to ``url`` once and report what happened; never raises for the network.
+
+    Sends ``User-Agent: WEBHOOK_USER_AGENT`` and ``Content-Type: application/json`` unless
+    ``headers`` set them. The whole attempt is bounded by ``WEBHOOK_TIMEOUT``.
+    """
+    timeout = float(settings.WEBHOOK_TIMEOUT)
+    started = time.monotonic()
+    try:
+        check_url(url, resolve=False)
+    except UrlRefused as exc:
+        return HttpResult(status=None, body="", duration_ms=_ms_since(started), error=str(exc))
+
+    request_headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(
+        {
+            "User-Agent": settings.WEBHOOK_USER_AGENT,
+            "Content-Type": "application/json",
+            # The byte cap is on what crosses the wire; a compressed body could hide a bomb.
+            "Accept-Encoding": "identity",
+        }
+    )
+    request_headers.update(headers)
+    read_cap = settings.WEBHOOK_RESPONSE_READ_BYTES
+    status: int | None = None
+    kept: dict[str, str] = {}
+    chunks: list[bytes] = []
+    error = ""
+    response: requests.Response | None = None
+    _deadline.at = started + timeout
+    try:
+        session = _session()
+        prepared = session.prepare_request(requests.Request("POST", url, data=body, headers=request_headers))
+        # Straight to the adapter: Session.send, even with allow_redirects=False, reads a
+        # 3xx body in full (to offer Response.next), with no cap. Nothing is followed here.
+        response = session.get_adapter(prepared.url or url).send(
+            prepared, stream=True, timeout=timeout, verify=True, cert=None, proxies={}
+        )
+        status = response.status_code
+        kept = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
+        received = 0
+        while received < read_cap:
+            chunk = response.raw.read(read_cap - received, decode_content=False)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            received += len(chunk)
+    except _NETWORK_ERRORS as exc:
+        error = _describe(exc, url=url, timeout=timeout)
+    finally:
+        if response is not None:
+            # Releases a fully read connection for reuse; closes one with unread bytes.
+            response.close()
+        _deadline.at = None
+    stored = b"".join(chunks)[: settings.WEBHOOK_RESPONSE_STORE_BYTES]
+    return HttpResult(
+        status=status,
+        body=stored.decode("utf-8", errors="replace"),
+        duration_ms=_ms_since(started),
+        error=error,
+        headers=kept,
+    )
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _describe(exc: BaseException, *, url: str, timeout: float) -> str:
+    """A short, stable description of why an attempt got no (complete) HTTP answer."""
+    chain = list(_exception_chain(exc))
+    for cause in chain:
+        if isinstance(cause, _RefusedAddress):
+            return cause.refusal
+    for cause in chain:
+        if _is_timeout(cause):
+            return f"timeout after {timeout}s"
+    for cause in chain:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS error: certificate verify failed: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS error: {cause.reason or _strip_ssl_location(str(cause))}"
+        if isinstance(cause, Urllib3CertificateError):
+            return f"TLS error: {cause}"
+    for cause in chain:
+        if isinstance(cause, NameResolutionError | socket.gaierror):
+            return f"could not resolve host {_host_of(url)}"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by receiver"
+        if isinstance(cause, http.client.RemoteDisconnected):
+            return "connection closed without a response"
+    innermost = chain[-1] if chain else exc
+    return f"connection error: {type(innermost).__name__}: {innermost}"[:300]
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError | requests.Timeout | ReadTimeoutError):
+        return True
+    # urllib3 files NewConnectionError (refused, unreachable, ...) under ConnectTimeoutError.
+    return isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError)
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps, outermost first.
+
+    requests and urllib3 nest causes in ``args`` and ``reason`` as well as ``__cause__``.
+    """
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [getattr(current, "reason", None), current.__cause__, current.__context__]
+        nested.extend(current.args)
+        pending.extend(item for item in nested if isinstance(item, BaseException))
+
+
+def _strip_ssl_location(message: str) -> str:
+    return re.sub(r"\s*\(_ssl\.c:\d+\)$", "", message)
+
+
+def _host_of(url: str) -> str:
+    try:
+        return parse_url(url).host or url
+    except LocationParseError:
+        return url

@@ -1,0 +1,85 @@
+"""Deliveries (one event to one webhook) and their attempt log (one row per attempt)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.db import models
+from django.utils import timezone
+
+from webhooks_project.ids import new_id
+
+
+class Delivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RETRYING = "retrying"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    OPEN_STATUSES = (Status.PENDING, Status.RETRYING)
+
+    id = models.CharField(primary_key=True, max_length=40, default=partial(new_id, "dlv"), editable=False)
+    # Denormalized from the webhook so that scoping and rate limiting need no join.
+    organization = models.ForeignKey("webhooks.Organization", on_delete=models.CASCADE, related_name="+")
+    webhook = models.ForeignKey("webhooks.Webhook", on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey("events.Event", on_delete=models.CASCADE, related_name="deliveries")
+    event_type = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When the next attempt is due; null once the delivery is finished.
+    next_attempt_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    # Set while a worker holds the delivery: nobody else attempts it until it has passed.
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["-id"]
+        indexes = [
+            # History: newest first per webhook, optionally by status or event type.
+            models.Index(fields=["webhook", "-id"], name="delivery_history"),
+            models.Index(fields=["webhook", "status", "-id"], name="delivery_history_status"),
+            models.Index(fields=["webhook", "event_type", "-id"], name="delivery_history_event"),
+            models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_created"),
+            # What is due: only open deliveries are in this index.
+            models.Index(
+                fields=["webhook", "next_attempt_at"],
+                name="delivery_due",
+                condition=models.Q(status__in=["pending", "retrying"]),
+            ),
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_due_all",
+                condition=models.Q(status__in=["pending", "retrying"]),
+            ),
+            models.Index(fields=["created_at"], name="delivery_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.event_type} {self.status}"
+
+
+class Attempt(models.Model):
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    requested_at = models.DateTimeField()
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    response_body = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["delivery", "number"]
+        constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="attempt_unique_number")]
+        indexes = [models.Index(fields=["requested_at"], name="attempt_requested")]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} #{self.number}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.response_status is not None and 200 <= self.response_status < 300

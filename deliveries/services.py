@@ -1,0 +1,488 @@
+"""Fan-out, the drain loop that signs and sends, the sweeper, and manual redelivery.
+
+How a delivery moves:
+
+* ``event_fan_out`` turns one stored event into one delivery row per subscribed, enabled
+  webhook (in one transaction) and, after commit, wakes each of those webhooks.
+* A wake is a ``deliveries.drain`` message naming a webhook. ``webhook_drain`` takes one of the
+  endpoint's concurrency slots (WEBHOOK_ENDPOINT_CONCURRENCY, cluster-wide), then repeatedly
+  claims a batch of due deliveries in PostgreSQL (a lease: ``lease_until``), asks the rate
+  limiter how many it may send, sends those over one keep-alive connection, and records every
+  attempt and outcome in two set-based statements.
+* PostgreSQL is the source of truth: ``next_attempt_at`` is committed before any message that
+  announces it is sent; ``sweep`` re-wakes webhooks with due, unleased deliveries and re-runs
+  fan-outs that never ran, so a lost message is never a lost delivery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import redis
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from deliveries import concurrency, http, ratelimit, schedule, signing
+from deliveries.models import Delivery
+from events.catalogue import ALL_EVENTS, EVENT_TYPES
+from events.models import Event
+from events.services import build_event, iso_timestamp
+from webhooks.models import Webhook
+from webhooks_project.celery import app as celery_app
+from webhooks_project.ids import new_id
+from webhooks_project.redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+DRAIN_TASK = "deliveries.drain"
+FAN_OUT_TASK = "deliveries.fan_out"
+# Room between the end of the last send a lease allows and the lease's expiry.
+LEASE_MARGIN_SECONDS = 10.0
+# How long a coalesced wake stays "pending" if its message never runs (the sweeper covers it).
+WAKE_PENDING_TTL_SECONDS = 60.0
+# A countdown must stay clear of the broker's visibility timeout (else Redis redelivers it).
+COUNTDOWN_HEADROOM = 0.9
+# When Redis (the rate limiter) cannot be reached, deliveries wait this long and try again.
+REDIS_DOWN_WAIT_SECONDS = 5.0
+# Fan-outs younger than this are left to the fast path by the sweeper.
+SWEEP_FAN_OUT_GRACE_SECONDS = 5.0
+# Rows the sweeper handles per run; the next run takes the rest.
+SWEEP_BATCH = 1000
+DISABLED_ERROR = "webhook disabled: not attempted"
+
+
+# --- Fan-out -----------------------------------------------------------------------------
+
+
+def event_fan_out(*, event_id: str) -> list[str]:
+    """Create the event's deliveries once; return the webhook ids that got one.
+
+    Idempotent: a second run (duplicate message, sweeper) finds the event already fanned out.
+    """
+    with transaction.atomic():
+        event = Event.objects.select_for_update().filter(id=event_id, fanned_out_at__isnull=True).first()
+        if event is None:
+            return []
+        webhook_ids = list(
+            Webhook.objects.filter(organization_id=event.organization_id, enabled=True)
+            .filter(Q(events__contains=[event.type]) | Q(events__contains=[ALL_EVENTS]))
+            .values_list("id", flat=True)
+        )
+        Delivery.objects.bulk_create(
+            [
+                Delivery(
+                    id=new_id("dlv"),
+                    organization_id=event.organization_id,
+                    webhook_id=webhook_id,
+                    event_id=event.id,
+                    event_type=event.type,
+                    created_at=event.created_at,
+                    next_attempt_at=Now(),
+                )
+                for webhook_id in webhook_ids
+            ]
+        )
+        Event.objects.filter(id=event.id).update(fanned_out_at=Now())
+        transaction.on_commit(lambda: [wake(webhook_id) for webhook_id in webhook_ids])
+    return webhook_ids
+
+
+# --- Waking a webhook's drain loop -------------------------------------------------------
+
+
+def wake(webhook_id: str, *, countdown: float | None = None, coalesce: bool = True) -> None:
+    """Enqueue a drain of ``webhook_id`` now or after ``countdown`` seconds.
+
+    Immediate wakes are coalesced: while one is pending, another adds nothing (the pending one
+    claims everything due when it runs). A countdown beyond the broker's visibility timeout is
+    not sent at all: the sweeper finds the delivery when it is due.
+    """
+    try:
+        if countdown is not None and countdown > 0:
+            if countdown > settings.CELERY_VISIBILITY_TIMEOUT * COUNTDOWN_HEADROOM:
+                return
+            celery_app.send_task(DRAIN_TASK, args=[webhook_id], countdown=countdown)
+            return
+        if coalesce and not concurrency.mark_wake_pending(get_redis(), webhook_id, WAKE_PENDING_TTL_SECONDS):
+            return
+        celery_app.send_task(DRAIN_TASK, args=[webhook_id])
+    except Exception:  # noqa: BLE001 - the database holds the delivery; the sweeper will wake it
+        logger.warning("wake of webhook %s not enqueued; the sweeper will pick it up", webhook_id, exc_info=True)
+
+
+# --- The drain loop ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: str
+    event_id: str
+    event_type: str
+    attempts: int
+    lease_until: datetime
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Sent:
+    claimed: Claimed
+    requested_at: datetime
+    result: http.HttpResult
+
+
+@dataclass(frozen=True)
+class DrainOutcome:
+    """What a drain did and what should happen next (the task decides)."""
+
+    sent: int = 0
+    # More is due right now but the time budget is spent: drain again at once.
+    again: bool = False
+    # Wake again after this many seconds (earliest retry or end of a throttle), if any.
+    retry_in: float | None = None
+    # All of the endpoint's slots are taken; those drains will pick this work up.
+    busy: bool = False
+
+
+def lease_seconds() -> float:
+    # A claimed batch is sent only while a whole attempt still fits in the lease.
+    return 2 * settings.WEBHOOK_TIMEOUT + LEASE_MARGIN_SECONDS
+
+
+def webhook_drain(*, webhook_id: str) -> DrainOutcome:
+    """Send what is due for one webhook, within a slot and a time budget."""
+    client = get_redis()
+    try:
+        concurrency.clear_wake_pending(client, webhook_id)
+        slot_lease = settings.WEBHOOK_DRAIN_SECONDS + lease_seconds()
+        token = concurrency.acquire_slot(
+            client, webhook_id, limit=settings.WEBHOOK_ENDPOINT_CONCURRENCY, lease_seconds=slot_lease
+        )
+    except redis.RedisError:
+        logger.warning("redis unavailable; drain of %s waits", webhook_id)
+        return DrainOutcome(retry_in=REDIS_DOWN_WAIT_SECONDS)
+    if token is None:
+        return DrainOutcome(busy=True)
+    try:
+        outcome = _drain_with_slot(webhook_id)
+    finally:
+        with contextlib.suppress(redis.RedisError):  # the slot's lease expires by itself
+            concurrency.release_slot(client, webhook_id, token)
+    if not outcome.again and _has_due(webhook_id):
+        # Work that arrived while this drain held the slot, and whose wake found it busy.
+        return DrainOutcome(sent=outcome.sent, again=True, retry_in=outcome.retry_in)
+    return outcome
+
+
+def _drain_with_slot(webhook_id: str) -> DrainOutcome:
+    webhook = Webhook.objects.filter(id=webhook_id).first()
+    if webhook is None:
+        return DrainOutcome()
+    if not webhook.enabled:
+        _fail_due_while_disabled(webhook_id)
+        return DrainOutcome()
+    secrets = webhook.signing_secrets()
+    budget_end = time.monotonic() + settings.WEBHOOK_DRAIN_SECONDS
+    sent_total = 0
+    retry_in: float | None = None
+    while True:
+        claimed = _claim(webhook_id, settings.WEBHOOK_BATCH_SIZE)
+        if not claimed:
+            return DrainOutcome(sent=sent_total, retry_in=retry_in)
+        claimed_at = time.monotonic()
+        try:
+            grant = ratelimit.acquire(
+                get_redis(),
+                webhook.organization_id,
+                len(claimed),
+                per_second=settings.WEBHOOK_RATE_PER_SECOND,
+                per_hour=settings.WEBHOOK_RATE_PER_HOUR,
+            )
+            granted, wait = grant.granted, grant.wait_seconds
+        except redis.RedisError:
+            logger.warning("redis unavailable; deliveries of %s wait", webhook_id)
+            granted, wait = 0, REDIS_DOWN_WAIT_SECONDS
+        to_send, throttled = claimed[:granted], claimed[granted:]
+        if throttled:
+            _release(throttled, delay=wait)
+        sent: list[Sent] = []
+        for item in to_send:
+            if time.monotonic() - claimed_at + settings.WEBHOOK_TIMEOUT > lease_seconds() - LEASE_MARGIN_SECONDS:
+                break
+            sent.append(_send(item, webhook, secrets))
+        if len(sent) < len(to_send):
+            _release(to_send[len(sent) :], delay=0)
+        next_retry = _record(sent, webhook)
+        sent_total += len(sent)
+        retry_in = _earliest(retry_in, next_retry)
+        if throttled:
+            return DrainOutcome(sent=sent_total, retry_in=_earliest(retry_in, wait))
+        if len(sent) < len(to_send) or time.monotonic() > budget_end:
+            return DrainOutcome(sent=sent_total, again=True, retry_in=retry_in)
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+_CLAIM_SQL = """
+WITH due AS (
+    SELECT id FROM deliveries_delivery
+    WHERE webhook_id = %(webhook_id)s
+      AND status IN ('pending', 'retrying')
+      AND next_attempt_at <= now()
+      AND (lease_until IS NULL OR lease_until < now())
+    ORDER BY next_attempt_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE deliveries_delivery d
+    SET lease_until = now() + %(lease)s * interval '1 second'
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, d.event_id, d.event_type, d.attempts, d.lease_until, d.next_attempt_at
+)
+SELECT c.id, c.event_id, c.event_type, c.attempts, c.lease_until, e.payload
+FROM claimed c JOIN events_event e ON e.id = c.event_id
+ORDER BY c.next_attempt_at, c.id
+"""
+
+
+def _claim(webhook_id: str, limit: int) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries of one webhook; nobody else attempts them meanwhile."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, {"webhook_id": webhook_id, "limit": limit, "lease": lease_seconds()})
+        rows = cursor.fetchall()
+    return [
+        Claimed(id=r[0], event_id=r[1], event_type=r[2], attempts=r[3], lease_until=r[4], body=r[5].encode("utf-8"))
+        for r in rows
+    ]
+
+
+def _release(items: list[Claimed], *, delay: float) -> None:
+    """Give claimed deliveries back unattempted, due again after ``delay`` seconds."""
+    with connection.cursor() as cursor:
+        for lease_until, ids in _group_by_lease(items).items():
+            cursor.execute(
+                "UPDATE deliveries_delivery SET lease_until = NULL,"
+                " next_attempt_at = GREATEST(next_attempt_at, now() + %s * interval '1 second')"
+                " WHERE id = ANY(%s) AND lease_until = %s",
+                [delay, ids, lease_until],
+            )
+
+
+def _group_by_lease(items: list[Claimed]) -> dict[datetime, list[str]]:
+    groups: dict[datetime, list[str]] = {}
+    for item in items:
+        groups.setdefault(item.lease_until, []).append(item.id)
+    return groups
+
+
+def signed_headers(*, delivery_id: str, event_type: str, body: bytes, secrets: list[str]) -> dict[str, str]:
+    """The documented headers plus Standard Webhooks', for one attempt."""
+    now = timezone.now()
+    unix = int(now.timestamp())
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": settings.WEBHOOK_USER_AGENT,
+        "X-CyberCage-Signature": signing.documented_signature(secrets[0], body),
+        "X-CyberCage-Event": event_type,
+        "X-CyberCage-Delivery-ID": delivery_id,
+        "X-CyberCage-Timestamp": iso_timestamp(now),
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(unix),
+        "webhook-signature": signing.standard_signature(secrets, delivery_id, unix, body),
+    }
+
+
+def _send(item: Claimed, webhook: Webhook, secrets: list[str]) -> Sent:
+    headers = signed_headers(delivery_id=item.id, event_type=item.event_type, body=item.body, secrets=secrets)
+    requested_at = timezone.now()
+    result = http.post(webhook.url, item.body, headers)
+    logger.info(
+        "delivery %s event %s attempt %d -> %s %s",
+        item.id,
+        item.event_id,
+        item.attempts + 1,
+        result.status,
+        result.error or "",
+    )
+    return Sent(claimed=item, requested_at=requested_at, result=result)
+
+
+_RECORD_SQL = """
+WITH v (id, number, requested_at, response_status, duration_ms, error, response_body, status, delay) AS (
+    VALUES {values}
+), ins AS (
+    INSERT INTO deliveries_attempt
+        (delivery_id, number, requested_at, response_status, duration_ms, error, response_body)
+    SELECT id, number, requested_at, response_status, duration_ms, error, response_body FROM v
+    ON CONFLICT (delivery_id, number) DO NOTHING
+)
+UPDATE deliveries_delivery d
+SET attempts = v.number,
+    status = v.status,
+    response_status = v.response_status,
+    last_error = v.error,
+    last_attempt_at = v.requested_at,
+    next_attempt_at = CASE WHEN v.delay IS NULL THEN NULL ELSE now() + v.delay * interval '1 second' END,
+    lease_until = NULL
+FROM v
+WHERE d.id = v.id AND d.attempts = v.number - 1
+"""
+_RECORD_ROW = "(%s, %s::int, %s::timestamptz, %s::int, %s::int, %s, %s, %s, %s::float8)"
+
+
+def _record(sent: list[Sent], webhook: Webhook) -> float | None:
+    """Write every attempt and its delivery's new state; return the earliest retry delay.
+
+    The update is a compare-and-set on the attempt count, so a duplicate send (a lease that
+    expired under a stalled worker) logs its attempt once and never rewinds the delivery.
+    """
+    if not sent:
+        return None
+    rows: list[object] = []
+    earliest: float | None = None
+    gone = False
+    for s in sent:
+        result = s.result
+        number = s.claimed.attempts + 1
+        if result.ok:
+            status, delay = Delivery.Status.SUCCEEDED, None
+        elif result.status == 410:
+            # Gone: the receiver asks us to stop (Standard Webhooks); no retry.
+            status, delay, gone = Delivery.Status.FAILED, None, True
+        else:
+            delay = schedule.retry_delay(number, status=result.status, retry_after=result.headers.get("retry-after"))
+            status = Delivery.Status.FAILED if delay is None else Delivery.Status.RETRYING
+            earliest = _earliest(earliest, delay)
+        error = result.error or ("" if result.ok else f"HTTP {result.status}")
+        rows += [
+            s.claimed.id,
+            number,
+            s.requested_at,
+            result.status,
+            result.duration_ms,
+            error,
+            result.body,
+            status,
+            delay,
+        ]
+    sql = _RECORD_SQL.format(values=", ".join([_RECORD_ROW] * len(sent)))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, rows)
+    if gone:
+        webhook_disable(webhook_id=webhook.id, reason="receiver answered 410 Gone")
+    return earliest
+
+
+def _fail_due_while_disabled(webhook_id: str) -> int:
+    return Delivery.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=Now()),
+        webhook_id=webhook_id,
+        status__in=Delivery.OPEN_STATUSES,
+        next_attempt_at__lte=Now(),
+    ).update(status=Delivery.Status.FAILED, next_attempt_at=None, last_error=DISABLED_ERROR, lease_until=None)
+
+
+def _has_due(webhook_id: str) -> bool:
+    return Delivery.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=Now()),
+        webhook_id=webhook_id,
+        status__in=Delivery.OPEN_STATUSES,
+        next_attempt_at__lte=Now(),
+    ).exists()
+
+
+def webhook_disable(*, webhook_id: str, reason: str) -> None:
+    Webhook.objects.filter(id=webhook_id, enabled=True).update(enabled=False, disabled_reason=reason, updated_at=Now())
+    logger.warning("webhook %s disabled: %s", webhook_id, reason)
+
+
+# --- The sweeper -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    fan_outs: int
+    wakes: int
+
+
+def sweep() -> SweepOutcome:
+    """Re-enqueue what the database says is overdue: lost messages never lose deliveries."""
+    stale = timezone.now() - timedelta(seconds=SWEEP_FAN_OUT_GRACE_SECONDS)
+    event_ids = list(
+        Event.objects.filter(fanned_out_at__isnull=True, created_at__lt=stale)
+        .order_by("created_at")
+        .values_list("id", flat=True)[:SWEEP_BATCH]
+    )
+    for event_id in event_ids:
+        celery_app.send_task(FAN_OUT_TASK, args=[event_id])
+    webhook_ids = list(
+        Delivery.objects.filter(
+            Q(lease_until__isnull=True) | Q(lease_until__lt=Now()),
+            status__in=Delivery.OPEN_STATUSES,
+            next_attempt_at__lte=Now(),
+        )
+        .values_list("webhook_id", flat=True)
+        .distinct()[:SWEEP_BATCH]
+    )
+    for webhook_id in webhook_ids:
+        # Not coalesced: a pending flag may belong to a message the broker has lost.
+        wake(webhook_id, coalesce=False)
+    if event_ids or webhook_ids:
+        logger.info("sweep: %d fan-outs, %d webhooks woken", len(event_ids), len(webhook_ids))
+    return SweepOutcome(fan_outs=len(event_ids), wakes=len(webhook_ids))
+
+
+# --- Test events and manual redelivery ---------------------------------------------------
+
+
+def delivery_send_test(*, webhook: Webhook, event_type: str) -> Delivery:
+    """Send a signed sample of ``event_type`` to this one webhook; returns its delivery."""
+    event = build_event(webhook.organization_id, event_type, dict(EVENT_TYPES[event_type].sample))
+    with transaction.atomic():
+        event.fanned_out_at = timezone.now()
+        event.save(force_insert=True)
+        delivery = Delivery.objects.create(
+            organization_id=webhook.organization_id,
+            webhook=webhook,
+            event=event,
+            event_type=event_type,
+            created_at=event.created_at,
+            next_attempt_at=Now(),
+        )
+        transaction.on_commit(lambda: wake(webhook.id))
+    delivery.refresh_from_db()
+    return delivery
+
+
+def delivery_retry(*, delivery: Delivery) -> Delivery:
+    """Send a delivery again now, whatever its state: same id, one more attempt in its log."""
+    Delivery.objects.filter(id=delivery.id).update(
+        status=Delivery.Status.RETRYING if delivery.attempts else Delivery.Status.PENDING,
+        next_attempt_at=Now(),
+        lease_until=None,
+    )
+    transaction.on_commit(lambda: wake(delivery.webhook_id))
+    delivery.refresh_from_db()
+    return delivery
+
+
+def webhook_recover(*, webhook: Webhook, since: datetime) -> int:
+    """Send again every failed delivery of ``webhook`` created since ``since``."""
+    count = Delivery.objects.filter(webhook=webhook, status=Delivery.Status.FAILED, created_at__gte=since).update(
+        status=Delivery.Status.RETRYING, next_attempt_at=Now(), lease_until=None
+    )
+    if count:
+        transaction.on_commit(lambda: wake(webhook.id))
+    return count

@@ -1,0 +1,88 @@
+"""Signatures for outgoing deliveries.
+
+Two schemes are produced side by side:
+
+* the documented ``X-CyberCage-Signature: sha256=<hex>`` header, an HMAC-SHA256 keyed with
+  the secret's UTF-8 bytes over the body. The product document's JavaScript verifier hashes
+  ``JSON.stringify(payload)``, which equals the body only because bodies are serialized
+  with ``events.encoding.js_dumps``;
+* the Standard Webhooks ``webhook-signature`` header (https://www.standardwebhooks.com),
+  which signs ``"{id}.{timestamp}.{body}"`` and carries one entry per active secret so
+  receivers keep verifying during a secret rotation.
+
+Always sign the exact bytes that are sent. Pure module: no Django imports.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Sequence
+from secrets import token_bytes
+
+__all__ = [
+    "SECRET_BYTES",
+    "SECRET_PREFIX",
+    "documented_signature",
+    "generate_secret",
+    "standard_key",
+    "standard_signature",
+]
+
+SECRET_PREFIX = "whsec_"
+
+# RFC 2104: an HMAC key shorter than the hash output (32 bytes for SHA-256) weakens it.
+SECRET_BYTES = 32
+
+
+def documented_signature(secret: str, body: bytes) -> str:
+    """Return the ``X-CyberCage-Signature`` value: ``sha256=<hex HMAC-SHA256>``.
+
+    The key is the whole secret as UTF-8 (prefix included), as JavaScript's
+    ``crypto.createHmac('sha256', secret)`` uses it.
+    """
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def standard_key(secret: str) -> bytes:
+    """Return the Standard Webhooks HMAC key for ``secret``.
+
+    ``whsec_<base64>`` secrets carry the key in base64, as the Standard Webhooks libraries
+    expect; any other secret is used as its UTF-8 bytes. Raises ValueError for a bad or
+    empty key, since signing with one would give receivers nothing to check.
+    """
+    if secret.startswith(SECRET_PREFIX):
+        encoded = secret[len(SECRET_PREFIX) :]
+        # Tolerate missing padding, as the reference libraries do.
+        encoded += "=" * (-len(encoded) % 4)
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise ValueError(f"secret starting with {SECRET_PREFIX!r} must continue with base64") from None
+    else:
+        key = secret.encode("utf-8")
+    if not key:
+        raise ValueError("webhook secret is empty")
+    return key
+
+
+def standard_signature(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """Return the ``webhook-signature`` value: ``v1,<base64>`` per secret, space-separated.
+
+    Entries keep the order of ``secrets``; a receiver accepts the message if any entry
+    matches one of its secrets.
+    """
+    if not secrets:
+        raise ValueError("at least one secret is needed to sign a delivery")
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return " ".join(
+        "v1," + base64.b64encode(hmac.new(standard_key(secret), signed, hashlib.sha256).digest()).decode("ascii")
+        for secret in secrets
+    )
+
+
+def generate_secret() -> str:
+    """Return a new ``whsec_<base64>`` secret of SECRET_BYTES random bytes."""
+    return SECRET_PREFIX + base64.b64encode(token_bytes(SECRET_BYTES)).decode("ascii")

@@ -1,0 +1,167 @@
+"""The catalogue of event types: the document's eight, plus ``test.ping``.
+
+Each type has a description, the shape of its ``data`` (field → type, as the document's
+examples show it) and sample data used by test events. No models here: anything may import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ALL_EVENTS = "*"
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    description: str
+    payload: str
+    data_shape: dict[str, Any]
+    sample: dict[str, Any]
+
+
+_AGENT = {"id": "string", "hostname": "string", "user": "string"}
+_SAMPLE_AGENT = {"id": "agt_def456", "hostname": "john-laptop", "user": "user@example.com"}
+
+EVENT_TYPES: dict[str, EventType] = {
+    t.name: t
+    for t in [
+        EventType(
+            "threat.detected",
+            "Malicious activity detected",
+            "Threat details, agent info",
+            {
+                "threat_id": "string",
+                "severity": "string (low, medium, high, critical)",
+                "type": "string",
+                "description": "string",
+                "agent": _AGENT,
+                "mcp_server": {"name": "string", "command": "string"},
+                "details": {"tool": "string", "path": "string", "blocked": "boolean"},
+            },
+            {
+                "threat_id": "thr_xyz789",
+                "severity": "high",
+                "type": "data_exfiltration",
+                "description": "Attempted to access sensitive API keys",
+                "agent": _SAMPLE_AGENT,
+                "mcp_server": {"name": "custom-server", "command": "node server.js"},
+                "details": {"tool": "filesystem_read", "path": "/home/user/.env", "blocked": True},
+            },
+        ),
+        EventType(
+            "threat.blocked",
+            "Threat successfully blocked",
+            "Block action, timestamp",
+            {"threat_id": "string", "action": "string", "blocked_at": "string (ISO 8601)", "agent": _AGENT},
+            {
+                "threat_id": "thr_xyz789",
+                "action": "tool_call_blocked",
+                "blocked_at": "2025-01-15T10:30:01Z",
+                "agent": _SAMPLE_AGENT,
+            },
+        ),
+        EventType(
+            "server.approved",
+            "MCP server approved",
+            "Server details, approver",
+            {
+                "server_id": "string",
+                "name": "string",
+                "identity_hash": "string",
+                "approved_by": "string",
+                "application": "string",
+            },
+            {
+                "server_id": "srv_ghi789",
+                "name": "github",
+                "identity_hash": "7f8e9d6c5a4b3e2f1a0b9c8d7e6f5a4b3c2d1e0f",
+                "approved_by": "admin@example.com",
+                "application": "Claude Desktop",
+            },
+        ),
+        EventType(
+            "server.blocked",
+            "MCP server blocked",
+            "Server details, reason",
+            {
+                "server_id": "string",
+                "name": "string",
+                "identity_hash": "string",
+                "reason": "string",
+                "blocked_by": "string",
+            },
+            {
+                "server_id": "srv_jkl012",
+                "name": "unknown-shell",
+                "identity_hash": "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c",
+                "reason": "Executes arbitrary shell commands",
+                "blocked_by": "admin@example.com",
+            },
+        ),
+        EventType(
+            "server.pending",
+            "New server awaiting approval",
+            "Server config, requester",
+            {
+                "server_id": "string",
+                "name": "string",
+                "config": {"command": "string", "args": "array"},
+                "requested_by": "string",
+            },
+            {
+                "server_id": "srv_mno345",
+                "name": "filesystem",
+                "config": {"command": "npx", "args": ["@modelcontextprotocol/server-filesystem", "/home/user"]},
+                "requested_by": "user@example.com",
+            },
+        ),
+        EventType(
+            "agent.online",
+            "Agent came online",
+            "Agent ID, device info",
+            {"agent_id": "string", "device": {"hostname": "string", "os": "string", "version": "string"}},
+            {"agent_id": "agt_def456", "device": {"hostname": "john-laptop", "os": "macOS 15.1", "version": "1.4.2"}},
+        ),
+        EventType(
+            "agent.offline",
+            "Agent went offline",
+            "Agent ID, last seen",
+            {"agent_id": "string", "last_seen": "string (ISO 8601)"},
+            {"agent_id": "agt_def456", "last_seen": "2025-01-15T09:58:12Z"},
+        ),
+        EventType(
+            "policy.violation",
+            "Policy rule violated",
+            "Policy details, violation",
+            {
+                "policy": {"id": "string", "name": "string"},
+                "violation": {"rule": "string", "description": "string", "agent": _AGENT},
+            },
+            {
+                "policy": {"id": "pol_pqr678", "name": "No production credentials"},
+                "violation": {
+                    "rule": "deny_read_env_files",
+                    "description": "Read of /srv/app/.env.production",
+                    "agent": _SAMPLE_AGENT,
+                },
+            },
+        ),
+        EventType(
+            "test.ping",
+            "Test event sent from the dashboard or API",
+            "A greeting",
+            {"message": "string"},
+            {"message": "This is a test event from CyberCage webhooks."},
+        ),
+    ]
+}
+
+
+def is_known(name: str) -> bool:
+    return name in EVENT_TYPES
+
+
+def names() -> list[str]:
+    return list(EVENT_TYPES)

@@ -1,0 +1,124 @@
+"""``emit()``: the one door in for producers."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from events import catalogue
+from events.encoding import check_json_value, js_dumps
+from events.models import Event
+from webhooks.models import Organization
+from webhooks_project.celery import app as celery_app
+from webhooks_project.ids import new_id
+
+logger = logging.getLogger(__name__)
+
+# The delivery app's fan-out task, named rather than imported: events never imports deliveries.
+FAN_OUT_TASK = "deliveries.fan_out"
+
+
+class EmitError(ValueError):
+    """The event was refused; nothing was stored. ``field`` names the offending input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def iso_timestamp(moment) -> str:
+    """ISO 8601 in UTC with milliseconds and a ``Z``, as JavaScript's ``toISOString``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+# The envelope adds id, type, timestamp and organization around ``data``.
+_ENVELOPE_ALLOWANCE = 512
+
+
+def build_event(org_id: str, event_type: str, data: dict[str, Any]) -> Event:
+    """Validate and serialize an event, unsaved: its payload is the exact body to send."""
+    if not catalogue.is_known(event_type):
+        raise EmitError("event", f"Unknown event type {event_type!r}. Valid types: {', '.join(catalogue.names())}.")
+    if not isinstance(data, dict):
+        raise EmitError("data", "data must be a JSON object.")
+    try:
+        check_json_value(data)
+    except ValueError as exc:
+        raise EmitError("data", str(exc)) from exc
+    now = timezone.now()
+    event_id = new_id("evt")
+    envelope = {
+        "id": event_id,
+        "event": event_type,
+        "timestamp": iso_timestamp(now),
+        "organization_id": org_id,
+        "data": data,
+    }
+    payload = js_dumps(envelope)
+    if len(payload.encode("utf-8")) > settings.WEBHOOK_MAX_PAYLOAD_BYTES + _ENVELOPE_ALLOWANCE:
+        raise EmitError("data", f"The payload exceeds {settings.WEBHOOK_MAX_PAYLOAD_BYTES} bytes.")
+    return Event(id=event_id, organization_id=org_id, type=event_type, payload=payload, created_at=now)
+
+
+def emit(
+    organization: Organization | str,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+) -> Event:
+    """Store an event and, once committed, hand it to the fan-out.
+
+    With ``idempotency_key``, a repeat from the same organization within
+    WEBHOOK_IDEMPOTENCY_WINDOW returns the original event and emits nothing new.
+    """
+    org_id = organization.id if isinstance(organization, Organization) else str(organization)
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
+        raise EmitError("idempotency_key", "Idempotency-Key must be 1 to 255 characters.")
+    if idempotency_key:
+        original = _recent_event(org_id, idempotency_key)
+        if original is not None:
+            return original
+
+    event = build_event(org_id, event_type, data)
+    event.idempotency_key = idempotency_key or None
+    now = event.created_at
+    try:
+        with transaction.atomic():
+            if idempotency_key:
+                # A key older than the window is free again.
+                Event.objects.filter(
+                    organization_id=org_id,
+                    idempotency_key=idempotency_key,
+                    created_at__lt=now - timedelta(seconds=settings.WEBHOOK_IDEMPOTENCY_WINDOW),
+                ).update(idempotency_key=None)
+            event.save(force_insert=True)
+            transaction.on_commit(lambda: hand_off(event.id))
+    except IntegrityError as exc:
+        if idempotency_key:
+            original = _recent_event(org_id, idempotency_key)
+            if original is not None:  # a concurrent repeat won the race
+                return original
+        if not Organization.objects.filter(id=org_id).exists():
+            raise EmitError("organization", f"Unknown organization {org_id!r}.") from exc
+        raise
+    return event
+
+
+def hand_off(event_id: str) -> None:
+    """Enqueue the fan-out. If the broker is down the sweeper will find the event later."""
+    try:
+        celery_app.send_task(FAN_OUT_TASK, args=[event_id])
+    except Exception:  # noqa: BLE001 - the database row is the promise; the broker a fast path
+        logger.warning("fan-out of %s not enqueued; the sweeper will run it", event_id)
+
+
+def _recent_event(org_id: str, idempotency_key: str) -> Event | None:
+    since = timezone.now() - timedelta(seconds=settings.WEBHOOK_IDEMPOTENCY_WINDOW)
+    return Event.objects.filter(organization_id=org_id, idempotency_key=idempotency_key, created_at__gte=since).first()

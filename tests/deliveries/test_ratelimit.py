@@ -1,0 +1,171 @@
+"""Per-organization rate limits against a real Redis, with real time."""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from deliveries import ratelimit
+from deliveries.ratelimit import HOUR_WINDOW_GUARD_MS, SECOND_WINDOW_GUARD_MS, acquire
+
+REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
+SECOND_WINDOW_S = (1_000 + SECOND_WINDOW_GUARD_MS) / 1_000
+HOUR_WINDOW_S = 3_600 + HOUR_WINDOW_GUARD_MS / 1_000
+# High enough never to bind in tests about the one-second window.
+UNBOUNDED_HOUR = 1_000_000
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def wait_and_acquire(client: redis.Redis, org: str, n: int, **limits: int) -> ratelimit.Grant:
+    """Ask once, and if nothing was granted sleep exactly what the limiter asked, then ask again."""
+    grant = acquire(client, org, n, **limits)
+    if grant.granted == 0:
+        time.sleep(grant.wait_seconds)
+        grant = acquire(client, org, n, **limits)
+    return grant
+
+
+def test_acquire_grants_exactly_per_second_when_bursting(client: redis.Redis) -> None:
+    grants = [
+        acquire(client, "org-a", 1, per_second=10, per_hour=UNBOUNDED_HOUR) for _ in range(10)
+    ]
+    assert [g.granted for g in grants] == [1] * 10
+    assert all(g.wait_seconds == 0 for g in grants)
+
+    refused = acquire(client, "org-a", 1, per_second=10, per_hour=UNBOUNDED_HOUR)
+
+    assert refused.granted == 0
+    assert 0 < refused.wait_seconds <= SECOND_WINDOW_S
+
+
+def test_acquire_grants_one_more_when_waiting_what_it_asked(client: redis.Redis) -> None:
+    assert acquire(client, "org-a", 10, per_second=10, per_hour=UNBOUNDED_HOUR).granted == 10
+    refused = acquire(client, "org-a", 1, per_second=10, per_hour=UNBOUNDED_HOUR)
+    assert refused.granted == 0
+
+    time.sleep(refused.wait_seconds)
+    grant = acquire(client, "org-a", 1, per_second=10, per_hour=UNBOUNDED_HOUR)
+
+    assert grant == ratelimit.Grant(granted=1, wait_seconds=0.0)
+
+
+def test_acquire_grants_partially_when_fewer_left_than_asked(client: redis.Redis) -> None:
+    assert acquire(client, "org-a", 5, per_second=10, per_hour=UNBOUNDED_HOUR).granted == 5
+
+    grant = acquire(client, "org-a", 7, per_second=10, per_hour=UNBOUNDED_HOUR)
+
+    assert grant.granted == 5
+    assert 0 < grant.wait_seconds <= SECOND_WINDOW_S
+
+
+def test_acquire_refuses_for_about_an_hour_when_hour_budget_spent(client: redis.Redis) -> None:
+    limits = {"per_second": 10, "per_hour": 15}
+    first = acquire(client, "org-a", 15, **limits)
+    assert first.granted == 10
+    assert 0 < first.wait_seconds <= SECOND_WINDOW_S
+
+    time.sleep(first.wait_seconds)
+    second = acquire(client, "org-a", 15, **limits)
+    assert second.granted == 5
+    third = acquire(client, "org-a", 1, **limits)
+
+    assert third.granted == 0
+    # The oldest grants are ~1 s old: the hour frees its first slot ~3599 s from now.
+    for grant in (second, third):
+        assert HOUR_WINDOW_S - 2 < grant.wait_seconds <= HOUR_WINDOW_S
+
+
+def test_acquire_keeps_hour_budget_when_refused_by_the_second(client: redis.Redis) -> None:
+    limits = {"per_second": 3, "per_hour": 5}
+    assert acquire(client, "org-a", 3, **limits).granted == 3
+    for _ in range(20):
+        assert acquire(client, "org-a", 3, **limits).granted == 0
+
+    grant = wait_and_acquire(client, "org-a", 3, **limits)
+
+    assert grant.granted == 2
+    assert grant.wait_seconds > HOUR_WINDOW_S - 2
+
+
+def test_acquire_keeps_second_budget_when_refused_by_the_second(client: redis.Redis) -> None:
+    limits = {"per_second": 3, "per_hour": UNBOUNDED_HOUR}
+    assert acquire(client, "org-a", 3, **limits).granted == 3
+    for _ in range(20):
+        assert acquire(client, "org-a", 3, **limits).granted == 0
+
+    # The three grants of one call expire together; refusals after them must have added nothing.
+    grant = wait_and_acquire(client, "org-a", 3, **limits)
+
+    assert grant == ratelimit.Grant(granted=3, wait_seconds=0.0)
+
+
+def test_acquire_logs_only_what_was_granted_when_hour_binds(client: redis.Redis) -> None:
+    grant = acquire(client, "org-a", 6, per_second=10, per_hour=4)
+    refused = acquire(client, "org-a", 6, per_second=10, per_hour=4)
+
+    assert grant.granted == 4
+    assert refused.granted == 0
+    assert client.zcard(ratelimit.rate_key("org-a")) == 4
+
+
+def test_acquire_keeps_orgs_independent_when_one_is_exhausted(client: redis.Redis) -> None:
+    limits = {"per_second": 5, "per_hour": 5}
+    assert acquire(client, "org-a", 5, **limits).granted == 5
+    assert acquire(client, "org-a", 1, **limits).granted == 0
+
+    assert acquire(client, "org-b", 5, **limits).granted == 5
+
+
+def test_acquire_sets_key_expiry_when_granting(client: redis.Redis) -> None:
+    acquire(client, "org-a", 1, per_second=10, per_hour=100)
+
+    key = ratelimit.rate_key("org-a")
+    assert key.startswith("whk:rl:")
+    assert 3_600_000 < client.pttl(key) <= 3_600_000 + HOUR_WINDOW_GUARD_MS + 1_000
+
+
+def test_reset_forgets_grants_when_called(client: redis.Redis) -> None:
+    assert acquire(client, "org-a", 5, per_second=5, per_hour=5).granted == 5
+
+    ratelimit.reset(client, "org-a")
+
+    assert acquire(client, "org-a", 5, per_second=5, per_hour=5).granted == 5
+
+
+def test_acquire_rejects_nonsense_when_limits_invalid(client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="limits"):
+        acquire(client, "org-a", 1, per_second=0, per_hour=10)
+    with pytest.raises(ValueError, match="n must be"):
+        acquire(client, "org-a", -1, per_second=1, per_hour=10)
+    assert acquire(client, "org-a", 0, per_second=1, per_hour=1) == ratelimit.Grant(0, 0.0)
+
+
+def test_acquire_never_exceeds_per_second_in_any_window_when_hammered(client: redis.Redis) -> None:
+    per_second = 10
+    grant_times: list[float] = []
+    deadline = time.monotonic() + 2.5
+    while (now := time.monotonic()) < deadline:
+        grant = acquire(client, "org-a", 1, per_second=per_second, per_hour=UNBOUNDED_HOUR)
+        if grant.granted:
+            # What a receiver would count: the moment the send leaves, right after the grant.
+            grant_times.append(time.time())
+        else:
+            time.sleep(min(grant.wait_seconds, max(0.0, deadline - now)))
+
+    # Windows open at 0, ~1.05 and ~2.1 s: the limiter lets through what it may, no less.
+    assert 2 * per_second < len(grant_times) <= 3 * per_second
+    for i, start in enumerate(grant_times):
+        in_window = bisect.bisect_left(grant_times, start + 1.0) - i
+        assert in_window <= per_second, f"{in_window} grants in the second from {start}"

@@ -1,0 +1,92 @@
+"""``/ui/api/webhooks`` and ``/ui/api/event-types``: thin views over services and selectors."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from events.catalogue import EVENT_TYPES
+from webhooks import selectors, services
+from webhooks.serializers import (
+    EventTypeSerializer,
+    RotateSecretSerializer,
+    WebhookCreatedSerializer,
+    WebhookSerializer,
+    WebhookUpdateSerializer,
+    WebhookWriteSerializer,
+)
+
+
+class WebhookListView(GenericAPIView):
+    serializer_class = WebhookSerializer
+
+    def get_queryset(self):
+        return selectors.webhooks_of(self.request.user.organization)
+
+    @extend_schema(responses=WebhookSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(WebhookSerializer(page, many=True).data)
+
+    @extend_schema(request=WebhookWriteSerializer, responses={201: WebhookCreatedSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = WebhookWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        created = services.webhook_create(organization=request.user.organization, **serializer.validated_data)
+        body = WebhookCreatedSerializer(created.webhook).data | {"secret": created.secret}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class WebhookDetailView(APIView):
+    @extend_schema(responses=WebhookSerializer)
+    def get(self, request: Request, webhook_id: str) -> Response:
+        webhook = selectors.webhook_get(request.user.organization, webhook_id)
+        return Response(WebhookSerializer(webhook).data)
+
+    @extend_schema(request=WebhookUpdateSerializer, responses=WebhookSerializer)
+    def put(self, request: Request, webhook_id: str) -> Response:
+        webhook = selectors.webhook_get(request.user.organization, webhook_id)
+        serializer = WebhookUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        webhook = services.webhook_update(webhook=webhook, changes=serializer.validated_data)
+        return Response(WebhookSerializer(webhook).data)
+
+    @extend_schema(request=WebhookUpdateSerializer, responses=WebhookSerializer)
+    def patch(self, request: Request, webhook_id: str) -> Response:
+        return self.put(request, webhook_id)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, webhook_id: str) -> Response:
+        webhook = selectors.webhook_get(request.user.organization, webhook_id)
+        services.webhook_delete(webhook=webhook)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookRotateSecretView(APIView):
+    @extend_schema(request=RotateSecretSerializer, responses=WebhookCreatedSerializer)
+    def post(self, request: Request, webhook_id: str) -> Response:
+        webhook = selectors.webhook_get(request.user.organization, webhook_id)
+        serializer = RotateSecretSerializer(data=request.data or {})
+        serializer.is_valid(raise_exception=True)
+        secret = services.webhook_rotate_secret(webhook=webhook, secret=serializer.validated_data.get("secret"))
+        return Response(WebhookCreatedSerializer(webhook).data | {"secret": secret})
+
+
+class EventTypeListView(APIView):
+    @extend_schema(responses=EventTypeSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        types = [
+            {
+                "name": t.name,
+                "description": t.description,
+                "payload": t.payload,
+                "data_shape": t.data_shape,
+                "sample": t.sample,
+            }
+            for t in EVENT_TYPES.values()
+        ]
+        return Response({"results": types, "next": None})

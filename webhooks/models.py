@@ -1,0 +1,95 @@
+"""An organization's configuration: the organization, its API keys, its webhook endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from webhooks import crypto
+from webhooks_project.ids import new_id
+
+
+class Organization(models.Model):
+    id = models.CharField(primary_key=True, max_length=40, default=partial(new_id, "org"), editable=False)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+class ApiKey(models.Model):
+    """A bearer key. Only a SHA-256 of the key is stored; the key is shown once at creation.
+
+    Keys carry 240 random bits, so a fast hash is enough: nothing can be guessed offline.
+    """
+
+    id = models.CharField(primary_key=True, max_length=40, default=partial(new_id, "key"), editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=200, blank=True)
+    prefix = models.CharField(max_length=32, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.organization_id})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Webhook(models.Model):
+    id = models.CharField(primary_key=True, max_length=40, default=partial(new_id, "whk"), editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.CharField(max_length=2048)
+    events = models.JSONField(default=list)
+    description = models.CharField(max_length=500, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=200, blank=True, default="")
+    # Signing secrets, encrypted at rest; never rendered anywhere but create and rotate.
+    secret_encrypted = models.TextField(editable=False)
+    previous_secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["organization", "-created_at"], name="webhook_org_created")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.url}"
+
+    def set_secret(self, secret: str) -> None:
+        self.secret_encrypted = crypto.encrypt(secret)
+
+    def signing_secrets(self, now: datetime | None = None) -> list[str]:
+        """Secrets that sign a delivery now, newest first (two during a rotation's overlap)."""
+        now = now or timezone.now()
+        secrets = [crypto.decrypt(self.secret_encrypted)]
+        if self.previous_secret_encrypted and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
+            secrets.append(crypto.decrypt(self.previous_secret_encrypted))
+        return secrets
+
+    def rotate_secret(self, new_secret: str, now: datetime | None = None) -> None:
+        now = now or timezone.now()
+        self.previous_secret_encrypted = self.secret_encrypted
+        self.previous_secret_expires_at = now + timedelta(seconds=settings.WEBHOOK_SECRET_OVERLAP)
+        self.set_secret(new_secret)
+
+    def subscribes_to(self, event_type: str) -> bool:
+        return "*" in self.events or event_type in self.events

@@ -1,0 +1,95 @@
+"""Writes to an organization's configuration: organizations, API keys, webhooks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets as random_secrets
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from webhooks.models import ApiKey, Organization, Webhook
+
+API_KEY_PREFIX = "cck_"
+# 8 characters identify a key (looked up by index); 40 more carry 240 bits of secret.
+API_KEY_LOOKUP_CHARS = 8
+API_KEY_SECRET_BYTES = 30
+
+
+def organization_create(*, name: str) -> Organization:
+    return Organization.objects.create(name=name)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def api_key_create(*, organization: Organization, name: str = "") -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the key itself, which is never retrievable again."""
+    lookup = random_secrets.token_hex(API_KEY_LOOKUP_CHARS // 2)
+    key = f"{API_KEY_PREFIX}{lookup}_{random_secrets.token_urlsafe(API_KEY_SECRET_BYTES)}"
+    api_key = ApiKey.objects.create(
+        organization=organization, name=name, prefix=f"{API_KEY_PREFIX}{lookup}", key_hash=hash_api_key(key)
+    )
+    return api_key, key
+
+
+def api_key_revoke(*, api_key: ApiKey) -> None:
+    ApiKey.objects.filter(id=api_key.id, revoked_at__isnull=True).update(revoked_at=Now())
+
+
+@dataclass(frozen=True)
+class CreatedWebhook:
+    webhook: Webhook
+    secret: str
+
+
+def generate_secret() -> str:
+    """``whsec_`` + base64 of 32 random bytes, the Standard Webhooks form."""
+    return "whsec_" + base64.b64encode(random_secrets.token_bytes(32)).decode("ascii")
+
+
+def webhook_create(
+    *,
+    organization: Organization,
+    url: str,
+    events: list[str],
+    secret: str | None = None,
+    enabled: bool = True,
+    description: str = "",
+) -> CreatedWebhook:
+    """Create a webhook. Input is validated by the caller (serializer or form)."""
+    secret = secret or generate_secret()
+    webhook = Webhook(organization=organization, url=url, events=events, enabled=enabled, description=description)
+    webhook.set_secret(secret)
+    webhook.save(force_insert=True)
+    return CreatedWebhook(webhook=webhook, secret=secret)
+
+
+def webhook_update(*, webhook: Webhook, changes: dict[str, Any]) -> Webhook:
+    """Apply validated changes; re-enabling clears the reason it was disabled."""
+    for field, value in changes.items():
+        setattr(webhook, field, value)
+    if changes.get("enabled") is True:
+        webhook.disabled_reason = ""
+    elif changes.get("enabled") is False and not webhook.disabled_reason:
+        webhook.disabled_reason = "disabled by user"
+    webhook.save()
+    return webhook
+
+
+def webhook_rotate_secret(*, webhook: Webhook, secret: str | None = None) -> str:
+    """Replace the signing secret; the old one keeps signing for WEBHOOK_SECRET_OVERLAP."""
+    secret = secret or generate_secret()
+    webhook.rotate_secret(secret, now=timezone.now())
+    webhook.save(
+        update_fields=["secret_encrypted", "previous_secret_encrypted", "previous_secret_expires_at", "updated_at"]
+    )
+    return secret
+
+
+def webhook_delete(*, webhook: Webhook) -> None:
+    webhook.delete()

@@ -1,0 +1,242 @@
+"""Every setting of the service, each read from one environment variable with a safe default.
+
+The README lists them all; nothing else in the code base reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return _env(name, "1" if default else "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(_env(name, str(default)))
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in _env(name, default).split(",") if item.strip()]
+
+
+def _database_from_url(url: str) -> dict:
+    parts = urlparse(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")) or "webhooks",
+        "USER": unquote(parts.username or "postgres"),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "127.0.0.1",
+        "PORT": str(parts.port or 5432),
+        # Persistent connections: web requests and worker threads reuse them.
+        "CONN_MAX_AGE": _env_int("DATABASE_CONN_MAX_AGE", 300),
+        "CONN_HEALTH_CHECKS": True,
+    }
+
+
+# --- Django core -------------------------------------------------------------------------
+
+DEBUG = _env_bool("DJANGO_DEBUG", False)
+# The fallback key is for local runs only; production sets DJANGO_SECRET_KEY.
+SECRET_KEY = _env("DJANGO_SECRET_KEY", "insecure-local-development-key-change-me")
+ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
+CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "webhooks",
+    "events",
+    "deliveries",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "webhooks_project.middleware.PayloadLimitMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webhooks_project.urls"
+WSGI_APPLICATION = "webhooks_project.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = _env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/webhooks")
+DATABASES = {"default": _database_from_url(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves the admin's static files with DEBUG off; the finders let it work before
+# collectstatic has run too (tests, first start).
+WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+LOGIN_URL = "/ui/login"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = _env_bool("DJANGO_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- REST API ----------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["webhooks.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "webhooks_project.pagination.CursorPagination",
+    "PAGE_SIZE": _env_int("API_PAGE_SIZE", 50),
+    "EXCEPTION_HANDLER": "webhooks_project.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CyberCage Webhooks API",
+    "DESCRIPTION": "Configure webhook endpoints, emit events and read delivery history.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Redis and Celery --------------------------------------------------------------------
+
+REDIS_URL = _env("REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = _env("CELERY_BROKER_URL", REDIS_URL)
+# Unacknowledged messages older than this are redelivered by the Redis transport; no message
+# may carry a countdown longer than this (longer waits are picked up from the database).
+CELERY_VISIBILITY_TIMEOUT = _env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
+# Worker threads per worker process: each runs one endpoint's drain loop at a time.
+CELERY_WORKER_CONCURRENCY = _env_int("CELERY_WORKER_CONCURRENCY", 16)
+
+# --- Delivery ----------------------------------------------------------------------------
+
+# Retry schedule after the first attempt, in seconds: 1 min, 5 min, 15 min, 1 h, 6 h.
+WEBHOOK_RETRY_DELAYS = [int(x) for x in _env_list("WEBHOOK_RETRY_DELAYS", "60,300,900,3600,21600")]
+# Total deadline of one attempt: connect, send and read, whatever the receiver does.
+WEBHOOK_TIMEOUT = _env_float("WEBHOOK_TIMEOUT", 30.0)
+# How much of a response is read, and how much of that is stored in the attempt log.
+WEBHOOK_RESPONSE_READ_BYTES = _env_int("WEBHOOK_RESPONSE_READ_BYTES", 64 * 1024)
+WEBHOOK_RESPONSE_STORE_BYTES = _env_int("WEBHOOK_RESPONSE_STORE_BYTES", 4 * 1024)
+# Largest accepted request body (and so event payload): the document's 1 MB.
+WEBHOOK_MAX_PAYLOAD_BYTES = _env_int("WEBHOOK_MAX_PAYLOAD_BYTES", 1_048_576)
+# Per-organization delivery limits, as the document states them.
+WEBHOOK_RATE_PER_SECOND = _env_int("WEBHOOK_RATE_PER_SECOND", 100)
+WEBHOOK_RATE_PER_HOUR = _env_int("WEBHOOK_RATE_PER_HOUR", 10_000)
+# How often beat looks in the database for due deliveries and events never fanned out.
+WEBHOOK_SWEEP_INTERVAL = _env_float("WEBHOOK_SWEEP_INTERVAL", 30.0)
+# Attempts in flight at once towards one endpoint, cluster-wide: a hanging endpoint ties up
+# at most this many worker threads.
+WEBHOOK_ENDPOINT_CONCURRENCY = _env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 4)
+# Deliveries one drain step claims, sends over one keep-alive connection and records together.
+WEBHOOK_BATCH_SIZE = _env_int("WEBHOOK_BATCH_SIZE", 50)
+# A drain task hands its thread back after this long so other endpoints get a turn.
+WEBHOOK_DRAIN_SECONDS = _env_float("WEBHOOK_DRAIN_SECONDS", 10.0)
+# Networks exempt from the refusal of non-public addresses (development and tests only).
+WEBHOOK_ALLOWED_NETWORKS = [
+    ipaddress.ip_network(net, strict=False) for net in _env_list("WEBHOOK_ALLOWED_NETWORKS", "")
+]
+WEBHOOK_HTTPS_ONLY = _env_bool("WEBHOOK_HTTPS_ONLY", False)
+# Key for secrets at rest; when empty one is derived from SECRET_KEY.
+WEBHOOK_ENCRYPTION_KEY = _env("WEBHOOK_ENCRYPTION_KEY", "")
+# After a rotation the previous secret keeps signing alongside the new one this long.
+WEBHOOK_SECRET_OVERLAP = _env_int("WEBHOOK_SECRET_OVERLAP", 24 * 3600)
+# A repeated Idempotency-Key within this window returns the original event.
+WEBHOOK_IDEMPOTENCY_WINDOW = _env_int("WEBHOOK_IDEMPOTENCY_WINDOW", 24 * 3600)
+# A webhook whose deliveries have all failed this long is disabled (as Svix does).
+WEBHOOK_DISABLE_AFTER_DAYS = _env_int("WEBHOOK_DISABLE_AFTER_DAYS", 5)
+# Events and deliveries older than this are purged by beat.
+WEBHOOK_RETENTION_DAYS = _env_int("WEBHOOK_RETENTION_DAYS", 30)
+WEBHOOK_USER_AGENT = _env("WEBHOOK_USER_AGENT", "CyberCage-Webhooks/1.0")
+
+# Bodies without a Content-Length are capped while read, too (413 as well).
+DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_PAYLOAD_BYTES
+
+# --- Logging -----------------------------------------------------------------------------
+
+LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+LOG_FORMAT = _env("LOG_FORMAT", "text")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "webhooks_project.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}
+
+# --- Celery (read by webhooks_project/celery.py through the CELERY_ namespace) ------------
+
+CELERY_TASK_DEFAULT_QUEUE = "webhooks"
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged only after it finished, and given back if its worker dies: a killed
+# worker's messages are redelivered. The database decides whether anything is left to do.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message reserved per thread: a busy worker does not sit on messages others could run.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_POOL = "threads"
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Keep database connections across tasks (Celery closes them around every task otherwise);
+# stale ones are closed by a task_prerun hook in webhooks_project/celery.py.
+CELERY_DB_REUSE_MAX = 1_000_000
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {"task": "deliveries.sweep", "schedule": WEBHOOK_SWEEP_INTERVAL},
+    "maintain": {"task": "deliveries.maintain", "schedule": 3600.0},
+}
