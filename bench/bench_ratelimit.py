@@ -74,6 +74,23 @@ def bench_pipelined(client: redis.Redis) -> tuple[int, int, float]:
     return checks, granted, time.perf_counter() - started
 
 
+def bench_ping(client: redis.Redis) -> tuple[int, int, float]:
+    """The round-trip ceiling of one connection on this machine, for comparison."""
+    checks = 0
+    started = time.perf_counter()
+    deadline = started + SECONDS_PER_RUN
+    while time.perf_counter() < deadline:
+        client.ping()
+        checks += 1
+    return checks, 0, time.perf_counter() - started
+
+
+def evalsha_usec(client: redis.Redis) -> tuple[int, int]:
+    """Server-wide EVALSHA calls and microseconds so far (read, never reset: Redis is shared)."""
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return stats.get("calls", 0), stats.get("usec", 0)
+
+
 def main() -> None:
     client = redis.Redis.from_url(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_URL)
     info = client.info("server")
@@ -82,6 +99,7 @@ def main() -> None:
     print(f"redis {info['redis_version']}, redis-py {redis.__version__}")
     print(f"limits {PER_SECOND}/s {PER_HOUR}/h over {len(ORGS)} orgs, {SECONDS_PER_RUN:.0f} s each")
     runs = (
+        ("PING baseline", bench_ping),
         ("one at a time", bench_single),
         (f"pipelined x{PIPELINE_DEPTH}", bench_pipelined),
         ("full hour, refused", bench_hot_org),
@@ -89,9 +107,14 @@ def main() -> None:
     try:
         for name, run in runs:
             reset_all(client)
+            calls_before, usec_before = evalsha_usec(client)
             checks, granted, elapsed = run(client)
-            rate = checks / elapsed
-            print(f"{name:>18}: {rate:>9,.0f} checks/s ({granted:,} of {checks:,} granted)")
+            calls_after, usec_after = evalsha_usec(client)
+            line = f"{name:>18}: {checks / elapsed:>9,.0f} checks/s"
+            if calls_after > calls_before:
+                server_us = (usec_after - usec_before) / (calls_after - calls_before)
+                line += f", {server_us:.0f} us in Redis each, {granted:,} of {checks:,} granted"
+            print(line)
     finally:
         reset_all(client)
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.db.models import Count, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from deliveries.models import Delivery
 from webhooks.models import Webhook
@@ -23,3 +28,68 @@ def delivery_get(webhook: Webhook, delivery_id: str) -> Delivery:
     if delivery is None:
         raise Http404("No such delivery.")
     return delivery
+
+
+@dataclass(frozen=True)
+class WebhookStats:
+    window_seconds: int
+    totals: dict[str, int]
+    success_rate: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    last_status: str | None
+
+
+def webhook_stats(webhook: Webhook, *, window: timedelta) -> WebhookStats:
+    """Delivery totals by status, success rate and attempt latency over the last ``window``.
+
+    ``success_rate`` is succeeded / (succeeded + failed): deliveries still being retried are
+    not counted either way yet. None when nothing finished in the window.
+    """
+    since = timezone.now() - window
+    totals = {status: 0 for status in Delivery.Status.values}
+    rows = (
+        Delivery.objects.filter(webhook=webhook, created_at__gte=since)
+        .values("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    totals.update(dict(rows))
+    finished = totals["succeeded"] + totals["failed"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms),"
+            " percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms)"
+            " FROM deliveries_attempt a JOIN deliveries_delivery d ON d.id = a.delivery_id"
+            " WHERE d.webhook_id = %s AND d.created_at >= %s AND a.requested_at >= %s",
+            [webhook.id, since, since],
+        )
+        p50, p95 = cursor.fetchone()
+    last = Delivery.objects.filter(webhook=webhook, last_attempt_at__isnull=False).order_by("-id").first()
+    return WebhookStats(
+        window_seconds=int(window.total_seconds()),
+        totals=totals,
+        success_rate=round(totals["succeeded"] / finished, 4) if finished else None,
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        last_status=last.status if last else None,
+    )
+
+
+def delivery_series(webhook: Webhook, *, window: timedelta, buckets: int) -> list[tuple[datetime, int, int]]:
+    """(bucket start, succeeded, failed) for ``buckets`` equal slices of the last ``window``."""
+    now = timezone.now()
+    since = now - window
+    step = window.total_seconds() / buckets
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT floor(extract(epoch FROM created_at - %s) / %s)::int AS bucket,"
+            " count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed')"
+            " FROM deliveries_delivery WHERE webhook_id = %s AND created_at >= %s GROUP BY bucket",
+            [since, step, webhook.id, since],
+        )
+        counts = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+    return [
+        (since + timedelta(seconds=i * step), *counts.get(i, (0, 0)))  # type: ignore[misc]
+        for i in range(buckets)
+    ]

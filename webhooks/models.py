@@ -93,3 +93,14 @@ class Webhook(models.Model):
 
     def subscribes_to(self, event_type: str) -> bool:
         return "*" in self.events or event_type in self.events
+
+
+class Membership(models.Model):
+    """A dashboard user's organization: each user belongs to exactly one."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="members")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organization_id}"
