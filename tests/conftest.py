@@ -15,13 +15,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-# Before Django reads its settings: tests use their own Redis database, and loopback
-# receivers must be reachable.
-os.environ.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
-
-import pytest  # noqa: E402
-import redis  # noqa: E402
+import pytest
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -270,3 +265,145 @@ def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval:
             return value
         time.sleep(interval)
     raise AssertionError(message or f"condition not met within {timeout}s")
+
+
+# --- End-to-end helpers: a Node receiver running the document's verifier ------------------
+
+
+@dataclass
+class NodeReceiver:
+    """``node verify_receiver.js``: answers 200 when the documented signature verifies, else 401.
+
+    Every request is one JSON line in its log: delivery_id, event, valid, headers and body.
+    """
+
+    popen: subprocess.Popen
+    log: Path
+    port: int
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def requests(self) -> list[dict]:
+        # split("\n"), not splitlines(): bodies hold U+2028, which JSON.stringify leaves as is.
+        lines = self.log.read_text(encoding="utf-8").split("\n")
+        # The first line announces the port; the last is empty or still being written.
+        return [json.loads(line) for line in lines[1:-1]]
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.requests()
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"Node receiver expected {count} requests, got {len(self.requests())}")
+
+
+@pytest.fixture
+def node_receiver(tmp_path) -> Iterator[Callable[[str], NodeReceiver]]:
+    """Start ``verify_receiver.js`` with a secret; stopped at teardown."""
+    started: list[NodeReceiver] = []
+
+    def start(secret: str) -> NodeReceiver:
+        log = tmp_path / f"node{len(started)}.log"
+        handle = open(log, "wb")  # noqa: SIM115 - closed when the process ends
+        popen = subprocess.Popen(
+            ["node", str(ROOT / "tests" / "e2e" / "verify_receiver.js"), "0", secret],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+        handle.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = log.read_text(encoding="utf-8")
+            if text.endswith("\n"):
+                receiver = NodeReceiver(popen=popen, log=log, port=json.loads(text.split("\n")[0])["listening"])
+                started.append(receiver)
+                return receiver
+            assert popen.poll() is None, f"node receiver exited: {text}"
+            time.sleep(0.02)
+        popen.kill()
+        raise AssertionError("node receiver did not start")
+
+    yield start
+    for receiver in started:
+        receiver.popen.terminate()
+        receiver.popen.wait(timeout=5)
+
+
+# --- A receiver that answers one byte at a time ------------------------------------------
+
+
+@dataclass
+class DripServer:
+    server: object  # socketserver.ThreadingTCPServer
+    hits: list[float]
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+
+DRIP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n" + b"x" * 40
+
+
+@pytest.fixture
+def drip_server() -> Iterator[Callable[[float], DripServer]]:
+    """A raw TCP server that reads the request, then sends a 200 one byte every ``interval`` s."""
+    import socketserver
+
+    servers: list[DripServer] = []
+
+    def start(interval: float) -> DripServer:
+        hits: list[float] = []
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                hits.append(time.time())
+                self.request.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = self.request.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                for byte in DRIP_RESPONSE:
+                    try:
+                        self.request.sendall(bytes([byte]))
+                    except OSError:
+                        return  # the client gave up: what the deadline is for
+                    time.sleep(interval)
+
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        drip = DripServer(server=server, hits=hits)
+        servers.append(drip)
+        return drip
+
+    yield start
+    for drip in servers:
+        drip.server.shutdown()
+        drip.server.server_close()
+
+
+# --- Delivery history through the API ---------------------------------------------------
+
+
+@pytest.fixture
+def history() -> Callable[..., list[dict]]:
+    """``history(client, webhook_id)``: every delivery of the webhook, from the history API."""
+
+    def read(client, webhook_id: str, **params: str) -> list[dict]:
+        url = f"/ui/api/webhooks/{webhook_id}/deliveries"
+        items: list[dict] = []
+        query: dict[str, str] | None = {"limit": "200", **params}
+        while url:
+            response = client.get(url, query)
+            assert response.status_code == 200, response.content
+            body = response.json()
+            items += body["results"]
+            url, query = body["next"], None
+        return items
+
+    return read

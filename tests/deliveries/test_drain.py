@@ -1,0 +1,129 @@
+"""The drain loop in process: signing, secret rotation, disabled webhooks, secrets at rest.
+
+These call the services directly (no worker) against real PostgreSQL, Redis and a real
+loopback receiver; the end-to-end tests with a worker live in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import timedelta
+
+import pytest
+from conftest import make_webhook
+from django.db import connection
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+
+from deliveries import services
+from deliveries.models import Delivery
+from deliveries.signing import documented_signature
+from events import emit
+from webhooks import services as webhook_services
+from webhooks.models import Webhook
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def deliver_all(event_id: str) -> list[str]:
+    webhook_ids = services.event_fan_out(event_id=event_id)
+    for webhook_id in webhook_ids:
+        services.webhook_drain(webhook_id=webhook_id)
+    return webhook_ids
+
+
+def test_drain_signs_with_both_schemes_when_delivering(tenant, receiver, redis_client):
+    created = make_webhook(tenant.organization, receiver.url(), secret="plain-secret-123")
+    event = emit(tenant.organization, "agent.online", {"agent_id": "agt_1", "device": {"hostname": "é"}})
+
+    deliver_all(event.id)
+
+    (request,) = receiver.received()
+    assert request.headers["X-CyberCage-Signature"] == documented_signature("plain-secret-123", request.body)
+    assert request.headers["X-CyberCage-Event"] == "agent.online"
+    assert request.body == event.payload.encode("utf-8")
+    delivery = Delivery.objects.get(webhook_id=created.webhook.id)
+    assert request.headers["X-CyberCage-Delivery-ID"] == delivery.id
+    assert request.headers["webhook-id"] == delivery.id
+    StandardWebhook(b"plain-secret-123").verify(request.body, request.headers)  # raises if invalid
+    assert delivery.status == "succeeded"
+    assert delivery.attempts == 1
+
+
+def test_drain_signs_with_old_and_new_secret_during_rotation_overlap(tenant, receiver, redis_client, settings):
+    created = make_webhook(tenant.organization, receiver.url())
+    old_secret = created.secret
+    new_secret = webhook_services.webhook_rotate_secret(webhook=created.webhook)
+    event = emit(tenant.organization, "test.ping", {"message": "hi"})
+
+    deliver_all(event.id)
+
+    (request,) = receiver.received()
+    assert request.headers["X-CyberCage-Signature"] == documented_signature(new_secret, request.body)
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    StandardWebhook(old_secret).verify(request.body, request.headers)
+    StandardWebhook(new_secret).verify(request.body, request.headers)
+
+
+def test_drain_signs_with_new_secret_only_after_overlap(tenant, receiver, redis_client):
+    created = make_webhook(tenant.organization, receiver.url())
+    old_secret = created.secret
+    new_secret = webhook_services.webhook_rotate_secret(webhook=created.webhook)
+    Webhook.objects.filter(id=created.webhook.id).update(previous_secret_expires_at=timezone.now() - timedelta(seconds=1))
+    event = emit(tenant.organization, "test.ping", {"message": "hi"})
+
+    deliver_all(event.id)
+
+    (request,) = receiver.received()
+    assert len(request.headers["webhook-signature"].split(" ")) == 1
+    StandardWebhook(new_secret).verify(request.body, request.headers)
+    with pytest.raises(Exception, match="No matching signature"):
+        StandardWebhook(old_secret).verify(request.body, request.headers)
+
+
+def test_drain_marks_due_deliveries_failed_when_webhook_disabled(tenant, receiver, redis_client):
+    created = make_webhook(tenant.organization, receiver.url())
+    event = emit(tenant.organization, "test.ping", {"message": "hi"})
+    services.event_fan_out(event_id=event.id)
+    webhook_services.webhook_update(webhook=created.webhook, changes={"enabled": False})
+
+    services.webhook_drain(webhook_id=created.webhook.id)
+
+    delivery = Delivery.objects.get(webhook_id=created.webhook.id)
+    assert receiver.received() == []
+    assert delivery.status == "failed"
+    assert delivery.attempts == 0
+    assert "disabled" in delivery.last_error
+
+
+def test_fan_out_skips_disabled_and_unsubscribed_webhooks(tenant, other_tenant, receiver, redis_client):
+    subscribed = make_webhook(tenant.organization, receiver.url("/a"), events=["threat.detected"])
+    wildcard = make_webhook(tenant.organization, receiver.url("/b"), events=["*"])
+    make_webhook(tenant.organization, receiver.url("/c"), events=["agent.online"])
+    make_webhook(tenant.organization, receiver.url("/d"), events=["*"], enabled=False)
+    make_webhook(other_tenant.organization, receiver.url("/e"), events=["*"])
+    event = emit(tenant.organization, "threat.detected", {"threat_id": "thr_1"})
+
+    webhook_ids = services.event_fan_out(event_id=event.id)
+
+    assert sorted(webhook_ids) == sorted([subscribed.webhook.id, wildcard.webhook.id])
+    assert services.event_fan_out(event_id=event.id) == []  # a second run adds nothing
+    assert Delivery.objects.filter(event_id=event.id).count() == 2
+
+
+def test_secrets_absent_from_database_dump_when_stored(tenant, receiver):
+    chosen = "a-very-recognizable-secret-4711"
+    created = make_webhook(tenant.organization, receiver.url(), secret=chosen)
+    rotated = webhook_services.webhook_rotate_secret(webhook=created.webhook)
+    generated = make_webhook(tenant.organization, receiver.url()).secret
+
+    dump = subprocess.run(
+        ["pg_dump", "-h", "127.0.0.1", "-U", "postgres", "--data-only", connection.settings_dict["NAME"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    assert created.webhook.id in dump  # the dump does hold the webhook
+    for secret in (chosen, rotated, generated, generated.removeprefix("whsec_"), tenant.key):
+        assert secret not in dump
