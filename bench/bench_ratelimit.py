@@ -34,9 +34,7 @@ def bench_single(client: redis.Redis) -> tuple[int, int, float]:
     started = time.perf_counter()
     deadline = started + SECONDS_PER_RUN
     while time.perf_counter() < deadline:
-        grant = ratelimit.acquire(
-            client, ORGS[checks % len(ORGS)], 1, per_second=PER_SECOND, per_hour=PER_HOUR
-        )
+        grant = ratelimit.acquire(client, ORGS[checks % len(ORGS)], 1, per_second=PER_SECOND, per_hour=PER_HOUR)
         checks += 1
         granted += grant.granted
     return checks, granted, time.perf_counter() - started

@@ -38,9 +38,7 @@ def wait_and_acquire(client: redis.Redis, org: str, n: int, **limits: int) -> ra
 
 
 def test_acquire_grants_exactly_per_second_when_bursting(client: redis.Redis) -> None:
-    grants = [
-        acquire(client, "org-a", 1, per_second=10, per_hour=UNBOUNDED_HOUR) for _ in range(10)
-    ]
+    grants = [acquire(client, "org-a", 1, per_second=10, per_hour=UNBOUNDED_HOUR) for _ in range(10)]
     assert [g.granted for g in grants] == [1] * 10
     assert all(g.wait_seconds == 0 for g in grants)
 
@@ -118,6 +116,22 @@ def test_acquire_logs_only_what_was_granted_when_hour_binds(client: redis.Redis)
     assert grant.granted == 4
     assert refused.granted == 0
     assert client.zcard(ratelimit.rate_key("org-a")) == 4
+
+
+def test_acquire_keeps_log_members_unique_when_clock_steps_back(client: redis.Redis) -> None:
+    key = ratelimit.rate_key("org-a")
+    seconds, micros = client.time()
+    # A grant scored 5 s ahead of the server clock is what a clock stepped back 5 s leaves behind.
+    future_ms = seconds * 1_000 + micros / 1_000 + 5_000
+    client.zadd(key, {"from-before-the-step": future_ms})
+
+    for _ in range(2):
+        assert acquire(client, "org-a", 3, per_second=100, per_hour=100).granted == 3
+
+    log = client.zrange(key, 0, -1, withscores=True)
+    assert len(log) == 7
+    assert log[0] == (b"from-before-the-step", future_ms)
+    assert all(score > future_ms for _, score in log[1:])
 
 
 def test_acquire_keeps_orgs_independent_when_one_is_exhausted(client: redis.Redis) -> None:
