@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import http.client
 import io
-import ipaddress
 import re
 import socket
 import ssl
@@ -34,7 +33,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
 
-import idna
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
@@ -50,54 +48,19 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.util import parse_url
-from urllib3.util.connection import allowed_gai_family
 from urllib3.util.ssl_match_hostname import CertificateError as Urllib3CertificateError
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# Browsers and many servers and proxies stop at about this length; nothing legitimate needs more.
-MAX_URL_LENGTH = 2048
+from webhooks.destinations import (
+    UrlRefused,
+    addresses_of,
+    check_url,
+    is_allowed_ip,
+    literal_ip_or_none,
+    resolve_host,
+)
 
 # The only response header worth keeping: it tells the retry schedule when to come back.
 _KEPT_HEADERS = ("retry-after",)
-
-# Neither publicly routable nor caught by every Python version's ``is_global``.
-_NOT_GLOBAL_V4 = tuple(
-    ipaddress.IPv4Network(net)
-    for net in (
-        "0.0.0.0/8",  # "this network"
-        "10.0.0.0/8",
-        "100.64.0.0/10",  # shared address space (carrier-grade NAT)
-        "127.0.0.0/8",
-        "169.254.0.0/16",  # link-local, home of cloud metadata services
-        "172.16.0.0/12",
-        "192.0.0.0/24",  # IETF protocol assignments
-        "192.0.2.0/24",  # documentation
-        "192.88.99.0/24",  # deprecated 6to4 relay anycast
-        "192.168.0.0/16",
-        "198.18.0.0/15",  # benchmarking
-        "198.51.100.0/24",  # documentation
-        "203.0.113.0/24",  # documentation
-        "224.0.0.0/4",  # multicast
-        "240.0.0.0/4",  # reserved, and the broadcast address
-    )
-)
-# Only 2000::/3 holds global unicast addresses; inside it these are not.
-_GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
-_NOT_GLOBAL_V6 = tuple(
-    ipaddress.IPv6Network(net)
-    for net in (
-        "2001::/23",  # IETF protocol assignments: Teredo, benchmarking, ORCHID
-        "2001:db8::/32",  # documentation
-        "3fff::/20",  # documentation
-        "3ffe::/16",  # the returned 6bone
-    )
-)
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
-
-class UrlRefused(ValueError):
-    """A URL the service will not post to; the message says why, for a human."""
 
 
 @dataclass(frozen=True)
@@ -120,171 +83,6 @@ class HttpResult:
         return not self.error and self.status is not None and 200 <= self.status < 300
 
 
-# --- URL and address checks --------------------------------------------------------------
-
-
-def check_url(url: str, *, resolve: bool = True) -> None:
-    """Raise UrlRefused unless ``url`` is one the service may post to.
-
-    With ``resolve`` the host name is looked up too, and every address it resolves to must be
-    allowed. Without it only the URL itself is judged; ``post`` relies on that and validates
-    the resolved addresses in the connection, where they are used.
-    """
-    if len(url) > MAX_URL_LENGTH:
-        raise UrlRefused(f"URL is longer than {MAX_URL_LENGTH} characters")
-    if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in url):
-        raise UrlRefused("URL contains whitespace or control characters")
-    try:
-        # The parser requests itself uses, so what is checked is what is connected to.
-        parts = parse_url(url)
-    except LocationParseError as exc:
-        raise UrlRefused("URL is not valid") from exc
-    if parts.scheme not in ("http", "https") or not parts.host:
-        raise UrlRefused("URL must be an absolute http or https URL with a host")
-    if parts.scheme == "http" and settings.WEBHOOK_HTTPS_ONLY:
-        raise UrlRefused("URL must use https")
-    if parts.auth is not None:
-        raise UrlRefused("URL must not contain a user name or password")
-    host = _normalize_host(parts.host)
-    literal = _literal_ip(host)
-    if literal is not None:
-        if not is_allowed_ip(literal):
-            raise UrlRefused(f"refused address {literal}")
-        return
-    if not resolve:
-        return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = _resolve(host, port, timeout=float(settings.WEBHOOK_TIMEOUT))
-    except (OSError, UnicodeError) as exc:  # gaierror, or the lookup outlived the deadline
-        raise UrlRefused(f"could not resolve host {host}") from exc
-    if not infos:
-        raise UrlRefused(f"could not resolve host {host}")
-    for ip in _addresses(infos):
-        if not is_allowed_ip(ip):
-            raise UrlRefused(f"refused address {ip} (resolved from {host})")
-
-
-def is_allowed_ip(ip: IPAddress) -> bool:
-    """True if the service may connect to ``ip``: it is publicly routable, or exempted.
-
-    ``WEBHOOK_ALLOWED_NETWORKS`` exempts networks (development and tests); everything else
-    must be global unicast. IPv6 forms that carry an IPv4 address (mapped, 6to4, NAT64) are
-    judged by that IPv4 address, since that is where the packets end up.
-    """
-    for network in settings.WEBHOOK_ALLOWED_NETWORKS:
-        if ip.version == network.version and ip in network:
-            return True
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None:
-            return is_allowed_ip(embedded)
-        if ip not in _GLOBAL_UNICAST_V6 or any(ip in net for net in _NOT_GLOBAL_V6):
-            return False
-    elif any(ip in net for net in _NOT_GLOBAL_V4):
-        return False
-    return ip.is_global and not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local)
-    )
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv4-mapped, 6to4 or NAT64 address leads to, if it is one.
-
-    Teredo (2001::/32) is not unwrapped: it is refused as a whole with 2001::/23.
-    """
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def _normalize_host(host: str) -> str:
-    """The host as the connection will see it: IPv6 unbracketed, names IDNA-encoded."""
-    if host.startswith("["):
-        inner = host[1:-1] if host.endswith("]") else ""
-        try:
-            ipaddress.IPv6Address(inner)
-        except ValueError as exc:
-            raise UrlRefused("URL has an invalid IPv6 address") from exc
-        return inner
-    if not host.isascii():
-        try:
-            # As requests does before sending, so "１２７.０.０.１" is seen as 127.0.0.1.
-            return idna.encode(host, uts46=True).decode("ascii")
-        except (idna.IDNAError, UnicodeError) as exc:
-            raise UrlRefused("URL has an invalid host name") from exc
-    return host
-
-
-def _literal_ip(host: str) -> IPAddress | None:
-    """The address the resolver would read in ``host`` without asking DNS, else None.
-
-    IPv4 goes through ``inet_aton`` as the resolver does, which accepts the disguises:
-    "2130706433", "0x7f000001", "0177.0.0.1" and "127.1" are all 127.0.0.1.
-    """
-    if ":" in host:
-        return ipaddress.IPv6Address(host)
-    try:
-        packed = socket.inet_aton(host.removesuffix("."))
-    except OSError:
-        return None
-    return ipaddress.IPv4Address(packed)
-
-
-_AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[typing.Any, ...]]
-
-
-def _resolve(host: str, port: int, *, timeout: float | None) -> list[_AddrInfo]:
-    """``getaddrinfo`` that gives up after ``timeout`` seconds (None: the resolver's own).
-
-    The resolver cannot be interrupted, so a name lookup runs in a daemon thread that is
-    abandoned when it takes too long; it ends on its own when the resolver gives up.
-    """
-    family = allowed_gai_family()
-    if timeout is None or _literal_ip_or_none(host) is not None:
-        return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
-    outcome: dict[str, typing.Any] = {}
-    done = threading.Event()
-
-    def lookup() -> None:
-        try:
-            outcome["infos"] = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
-        except (OSError, UnicodeError, ValueError) as exc:  # handed over to the waiting thread
-            outcome["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=lookup, name=f"resolve {host}", daemon=True).start()
-    if not done.wait(timeout):
-        raise TimeoutError(f"resolving {host} took longer than {timeout:.1f}s")
-    if "error" in outcome:
-        raise outcome["error"]
-    if "infos" not in outcome:
-        raise OSError(f"resolving {host} failed")
-    return outcome["infos"]
-
-
-def _literal_ip_or_none(host: str) -> IPAddress | None:
-    try:
-        return _literal_ip(host)
-    except ValueError:
-        return None
-
-
-def _addresses(infos: list[_AddrInfo]) -> list[IPAddress]:
-    return [ipaddress.ip_address(info[4][0]) for info in infos]
-
-
 # --- The total deadline ------------------------------------------------------------------
 
 
@@ -297,7 +95,7 @@ _deadline = _Deadline()
 
 
 def _remaining() -> float | None:
-    """Seconds left for this thread's attempt (None: no deadline); TimeoutError when none."""
+    """Seconds left for this thread's attempt (None: no deadline); TimeoutError once it is over."""
     at = _deadline.at
     if at is None:
         return None
@@ -396,7 +194,7 @@ def _open_pinned_socket(conn: HTTPConnection) -> socket.socket:
     """
     host = conn._dns_host.strip("[]")  # the trailing dot of an FQDN matters to the resolver
     try:
-        infos = _resolve(host, conn.port, timeout=_timeout_for(conn))
+        infos = resolve_host(host, conn.port, timeout=_timeout_for(conn))
     except socket.gaierror as exc:
         raise NameResolutionError(conn.host, conn, exc) from exc
     except TimeoutError as exc:
@@ -405,9 +203,9 @@ def _open_pinned_socket(conn: HTTPConnection) -> socket.socket:
         raise LocationParseError(f"'{host}', not a valid host name") from exc
     if not infos:
         raise NewConnectionError(conn, f"{conn.host} resolves to no address")
-    for ip in _addresses(infos):
+    for ip in addresses_of(infos):
         if not is_allowed_ip(ip):
-            suffix = "" if _literal_ip_or_none(host) is not None else f" (resolved from {host})"
+            suffix = "" if literal_ip_or_none(host) is not None else f" (resolved from {host})"
             raise _RefusedAddress(conn, f"refused address {ip}{suffix}")
 
     last_error: OSError | None = None
@@ -543,7 +341,8 @@ def post(url: str, body: bytes, headers: Mapping[str, str]) -> HttpResult:
         kept = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
         received = 0
         while received < read_cap:
-            chunk = response.raw.read(read_cap - received, decode_content=False)
+            # read1: what has arrived, so a body cut off by the deadline is kept in part.
+            chunk = response.raw.read1(read_cap - received, decode_content=False)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -590,10 +389,10 @@ def _describe(exc: BaseException, *, url: str, timeout: float) -> str:
             return f"could not resolve host {_host_of(url)}"
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused"
+        if isinstance(cause, http.client.RemoteDisconnected):  # a ConnectionResetError too
+            return "connection closed without a response"
         if isinstance(cause, ConnectionResetError):
             return "connection reset by receiver"
-        if isinstance(cause, http.client.RemoteDisconnected):
-            return "connection closed without a response"
     innermost = chain[-1] if chain else exc
     return f"connection error: {type(innermost).__name__}: {innermost}"[:300]
 
