@@ -20,21 +20,15 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Sequence
-from secrets import token_bytes
 
 __all__ = [
-    "SECRET_BYTES",
     "SECRET_PREFIX",
     "documented_signature",
-    "generate_secret",
     "standard_key",
     "standard_signature",
 ]
 
 SECRET_PREFIX = "whsec_"
-
-# RFC 2104: an HMAC key shorter than the hash output (32 bytes for SHA-256) weakens it.
-SECRET_BYTES = 32
 
 
 def documented_signature(secret: str, body: bytes) -> str:
@@ -81,8 +75,3 @@ def standard_signature(secrets: Sequence[str], msg_id: str, timestamp: int, body
         "v1," + base64.b64encode(hmac.new(standard_key(secret), signed, hashlib.sha256).digest()).decode("ascii")
         for secret in secrets
     )
-
-
-def generate_secret() -> str:
-    """Return a new ``whsec_<base64>`` secret of SECRET_BYTES random bytes."""
-    return SECRET_PREFIX + base64.b64encode(token_bytes(SECRET_BYTES)).decode("ascii")
