@@ -146,7 +146,7 @@ class _DeadlineSocket:
 
     def makefile(self, mode: str = "r", buffering: int | None = None, **kwargs: typing.Any) -> typing.Any:
         if mode != "rb":
-            return self._sock.makefile(mode, buffering, **kwargs)
+            return self._sock.makefile(mode, buffering, **kwargs)  # type: ignore[call-overload]
         # The socket's own unbuffered reader keeps the socket's reference counting, so the
         # body can still be read after http.client closes a "Connection: close" socket.
         raw = self._sock.makefile("rb", buffering=0)

@@ -29,7 +29,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from deliveries import concurrency, http, ratelimit, schedule, signing
+from deliveries import concurrency, http, metrics, ratelimit, schedule, signing
 from deliveries.models import Delivery
 from events.catalogue import ALL_EVENTS, EVENT_TYPES
 from events.models import Event
@@ -90,11 +90,16 @@ def event_fan_out(*, event_id: str) -> list[str]:
             ]
         )
         Event.objects.filter(id=event.id).update(fanned_out_at=Now())
-        transaction.on_commit(lambda: [wake(webhook_id) for webhook_id in webhook_ids])
+        transaction.on_commit(lambda: wake_all(webhook_ids))
     return webhook_ids
 
 
 # --- Waking a webhook's drain loop -------------------------------------------------------
+
+
+def wake_all(webhook_ids: list[str]) -> None:
+    for webhook_id in webhook_ids:
+        wake(webhook_id)
 
 
 def wake(webhook_id: str, *, countdown: float | None = None, coalesce: bool = True) -> None:
@@ -211,6 +216,7 @@ def _drain_with_slot(webhook_id: str) -> DrainOutcome:
         to_send, throttled = claimed[:granted], claimed[granted:]
         if throttled:
             _release(throttled, delay=wait)
+            metrics.record_throttled(len(throttled))
         sent: list[Sent] = []
         for item in to_send:
             if time.monotonic() - claimed_at + settings.WEBHOOK_TIMEOUT > lease_seconds() - LEASE_MARGIN_SECONDS:

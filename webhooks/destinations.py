@@ -185,7 +185,7 @@ def _literal_ip(host: str) -> IPAddress | None:
     return ipaddress.IPv4Address(packed)
 
 
-_AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[typing.Any, ...]]
+_AddrInfo = tuple[typing.Any, ...]
 
 
 def resolve_host(host: str, port: int, *, timeout: float | None) -> list[_AddrInfo]:
