@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from deliveries.models import Attempt, Delivery
 from events import catalogue
-from webhooks_project.serializers import StrictSerializer
+from webhooks_project.serializers import StrictCharField, StrictSerializer
 
 
 class DeliverySerializer(serializers.ModelSerializer):
@@ -57,9 +57,59 @@ class DeliveryFilterSerializer(StrictSerializer):
 
 
 class TestEventSerializer(StrictSerializer):
-    webhook_id = serializers.CharField(max_length=40)
+    webhook_id = StrictCharField(max_length=40)
     event = serializers.ChoiceField(choices=catalogue.names(), required=False, default="test.ping")
 
 
 class RecoverSerializer(StrictSerializer):
     since = serializers.DateTimeField()
+
+
+# Units of the stats window: ``30m``, ``24h``, ``7d``.
+STATS_WINDOW_UNITS = {"m": 60, "h": 3600, "d": 86400}
+# Nothing older than the retention period exists, so longer windows would only mislead.
+STATS_MAX_WINDOW_DAYS = 90
+
+
+class StatsQuerySerializer(StrictSerializer):
+    window = serializers.RegexField(
+        r"^[1-9][0-9]{0,4}[mhd]$",
+        required=False,
+        default="24h",
+        error_messages={"invalid": "Use a number and a unit: m, h or d (e.g. 1h, 24h, 7d)."},
+    )
+
+    def validate_window(self, value: str) -> str:
+        if int(value[:-1]) * STATS_WINDOW_UNITS[value[-1]] > STATS_MAX_WINDOW_DAYS * 86400:
+            raise serializers.ValidationError(f"The window may be at most {STATS_MAX_WINDOW_DAYS}d.")
+        return value
+
+
+def window_seconds(window: str) -> int:
+    return int(window[:-1]) * STATS_WINDOW_UNITS[window[-1]]
+
+
+class LatencySerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+
+
+class StatusTotalsSerializer(serializers.Serializer):
+    pending = serializers.IntegerField()
+    retrying = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class WebhookStatsSerializer(serializers.Serializer):
+    """Deliveries created in the window, by status; latency of their attempts in the window."""
+
+    window = serializers.CharField()
+    totals = StatusTotalsSerializer()
+    success_rate = serializers.FloatField(
+        allow_null=True, help_text="succeeded / (succeeded + failed); null when none finished."
+    )
+    latency_ms = LatencySerializer()
+    last_status = serializers.ChoiceField(
+        choices=Delivery.Status.choices, allow_null=True, help_text="Status of the most recently attempted delivery."
+    )

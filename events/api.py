@@ -9,11 +9,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from events import services
-from webhooks_project.serializers import StrictSerializer
+from webhooks_project.serializers import StrictCharField, StrictSerializer
 
 
 class EmitSerializer(StrictSerializer):
-    event = serializers.CharField(max_length=64)
+    event = StrictCharField(max_length=64)
     data = serializers.JSONField()
 
     def validate_data(self, value: object) -> object:

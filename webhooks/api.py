@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +19,7 @@ from webhooks.serializers import (
     WebhookUpdateSerializer,
     WebhookWriteSerializer,
 )
+from webhooks_project.serializers import PageQuerySerializer
 
 
 class WebhookListView(GenericAPIView):
@@ -27,8 +28,9 @@ class WebhookListView(GenericAPIView):
     def get_queryset(self):
         return selectors.webhooks_of(self.request.user.organization)
 
-    @extend_schema(responses=WebhookSerializer(many=True))
+    @extend_schema(parameters=[OpenApiParameter("limit", int)], responses=WebhookSerializer(many=True))
     def get(self, request: Request) -> Response:
+        PageQuerySerializer(data=request.query_params.dict()).is_valid(raise_exception=True)
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(WebhookSerializer(page, many=True).data)
 
@@ -37,7 +39,7 @@ class WebhookListView(GenericAPIView):
         serializer = WebhookWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         created = services.webhook_create(organization=request.user.organization, **serializer.validated_data)
-        body = WebhookCreatedSerializer(created.webhook).data | {"secret": created.secret}
+        body = WebhookCreatedSerializer(created.webhook, context={"secret": created.secret}).data
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -73,11 +75,16 @@ class WebhookRotateSecretView(APIView):
         serializer = RotateSecretSerializer(data=request.data or {})
         serializer.is_valid(raise_exception=True)
         secret = services.webhook_rotate_secret(webhook=webhook, secret=serializer.validated_data.get("secret"))
-        return Response(WebhookCreatedSerializer(webhook).data | {"secret": secret})
+        return Response(WebhookCreatedSerializer(webhook, context={"secret": secret}).data)
 
 
 class EventTypeListView(APIView):
-    @extend_schema(responses=EventTypeSerializer(many=True))
+    @extend_schema(
+        responses=inline_serializer(
+            "EventTypeList",
+            {"results": EventTypeSerializer(many=True), "next": serializers.CharField(allow_null=True)},
+        )
+    )
     def get(self, request: Request) -> Response:
         types = [
             {

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from events import catalogue
 from webhooks.destinations import UrlRefused, check_url
 from webhooks.models import Webhook
-from webhooks_project.serializers import StrictSerializer
+from webhooks_project.serializers import StrictBooleanField, StrictCharField, StrictSerializer
 
 MIN_SECRET_LENGTH = 12
 MAX_SECRET_LENGTH = 255
+MAX_URL_LENGTH = 2048
+MAX_EVENTS = 50
 
 
 def validate_destination(url: str) -> str:
+    """Where the URL may point (scheme, credentials, addresses) is ``check_url``'s to judge."""
     try:
         check_url(url)
     except UrlRefused as exc:
-        raise serializers.ValidationError(str(exc)) from exc
+        raise serializers.ValidationError(f"{exc}.") from exc
+    except ValueError as exc:  # any other parse failure of a malformed URL
+        raise serializers.ValidationError(f"URL is not valid ({exc}).") from exc
     return url
 
 
@@ -44,23 +50,45 @@ class WebhookSerializer(serializers.ModelSerializer):
 
 
 class WebhookCreatedSerializer(WebhookSerializer):
-    """The create and rotate responses: the only ones that carry the secret."""
+    """The create and rotate responses: the only ones that carry the secret.
 
-    secret = serializers.CharField()
+    The secret is not readable from the row (it is encrypted), so the view hands the one it
+    just set over in the context: ``WebhookCreatedSerializer(webhook, context={"secret": s})``.
+    """
+
+    secret = serializers.SerializerMethodField()
 
     class Meta(WebhookSerializer.Meta):
         fields = [*WebhookSerializer.Meta.fields, "secret"]
         read_only_fields = fields
 
+    @extend_schema_field(serializers.CharField())
+    def get_secret(self, webhook: Webhook) -> str:
+        return self.context["secret"]
 
-class WebhookWriteSerializer(StrictSerializer):
-    url = serializers.CharField(max_length=2048, trim_whitespace=True)
-    events = serializers.ListField(child=serializers.CharField(max_length=64), allow_empty=True, max_length=50)
-    secret = serializers.CharField(
+
+def _url_field(**kwargs: Any) -> StrictCharField:
+    return StrictCharField(max_length=MAX_URL_LENGTH, trim_whitespace=True, **kwargs)
+
+
+def _events_field(**kwargs: Any) -> serializers.ListField:
+    return serializers.ListField(
+        child=StrictCharField(max_length=64), allow_empty=True, max_length=MAX_EVENTS, **kwargs
+    )
+
+
+def _secret_field() -> StrictCharField:
+    return StrictCharField(
         required=False, min_length=MIN_SECRET_LENGTH, max_length=MAX_SECRET_LENGTH, trim_whitespace=False
     )
-    enabled = serializers.BooleanField(required=False, default=True)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class WebhookWriteSerializer(StrictSerializer):
+    url = _url_field()
+    events = _events_field()
+    secret = _secret_field()
+    enabled = StrictBooleanField(required=False, default=True)
+    description = StrictCharField(required=False, allow_blank=True, max_length=500, default="")
 
     def validate_url(self, value: str) -> str:
         return validate_destination(value)
@@ -72,12 +100,10 @@ class WebhookWriteSerializer(StrictSerializer):
 class WebhookUpdateSerializer(StrictSerializer):
     """PUT and PATCH both take partial bodies, as the document shows (``{"enabled": false}``)."""
 
-    url = serializers.CharField(required=False, max_length=2048, trim_whitespace=True)
-    events = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, allow_empty=True, max_length=50
-    )
-    enabled = serializers.BooleanField(required=False)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    url = _url_field(required=False)
+    events = _events_field(required=False)
+    enabled = StrictBooleanField(required=False)
+    description = StrictCharField(required=False, allow_blank=True, max_length=500)
 
     def validate_url(self, value: str) -> str:
         return validate_destination(value)
@@ -94,9 +120,7 @@ class WebhookUpdateSerializer(StrictSerializer):
 
 
 class RotateSecretSerializer(StrictSerializer):
-    secret = serializers.CharField(
-        required=False, min_length=MIN_SECRET_LENGTH, max_length=MAX_SECRET_LENGTH, trim_whitespace=False
-    )
+    secret = _secret_field()
 
 
 class EventTypeSerializer(serializers.Serializer):

@@ -39,6 +39,9 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     if isinstance(detail, dict):
         out: dict[str, list[str]] = {}
         for key, value in detail.items():
+            if isinstance(key, int):  # a list item's errors (ListField): "events[0]"
+                out.update(_flatten(value, f"{prefix}[{key}]"))
+                continue
             name = key if key != "non_field_errors" else "body"
             out.update(_flatten(value, f"{prefix}.{name}" if prefix else name))
         return out
@@ -65,6 +68,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         first_field, messages = next(iter(fields.items()))
         message = f"{first_field}: {messages[0]}" if first_field != "body" else messages[0]
         response.data = error_body(status.HTTP_400_BAD_REQUEST, message, fields)
+    elif isinstance(exc, exceptions.ParseError):
+        # The body itself could not be read (malformed JSON): the "field" at fault is the body.
+        response.data = error_body(status.HTTP_400_BAD_REQUEST, str(exc.detail), {"body": [str(exc.detail)]})
     else:
         detail = getattr(exc, "detail", str(exc))
         response.data = error_body(response.status_code, str(detail))

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from events import services
 from events.encoding import parse_json_object
+from webhooks.models import Organization
 
 
 class Command(BaseCommand):
@@ -14,6 +15,9 @@ class Command(BaseCommand):
         parser.add_argument("--idempotency-key", default=None)
 
     def handle(self, *args, organization_id: str, event_type: str, data: str, idempotency_key, **options):
+        # Checked up front: inside an outer transaction the foreign key would only fail at commit.
+        if not Organization.objects.filter(id=organization_id).exists():
+            raise CommandError(f"No organization {organization_id!r}.")
         try:
             payload = parse_json_object(data)
         except ValueError as exc:
