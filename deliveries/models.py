@@ -38,13 +38,13 @@ class Delivery(models.Model):
 
     class Meta:
         verbose_name_plural = "deliveries"
-        ordering = ["-id"]
+        ordering = ["-created_at", "-id"]
         indexes = [
-            # History: newest first per webhook, optionally by status or event type.
-            models.Index(fields=["webhook", "-id"], name="delivery_history"),
-            models.Index(fields=["webhook", "status", "-id"], name="delivery_history_status"),
-            models.Index(fields=["webhook", "event_type", "-id"], name="delivery_history_event"),
-            models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_created"),
+            # History: newest first per webhook (created_at, then id), optionally by status or
+            # event type; the stats and chart windows use the first one too.
+            models.Index(fields=["webhook", "-created_at", "-id"], name="delivery_history"),
+            models.Index(fields=["webhook", "status", "-created_at", "-id"], name="delivery_history_status"),
+            models.Index(fields=["webhook", "event_type", "-created_at", "-id"], name="delivery_history_event"),
             # What is due: only open deliveries are in this index.
             models.Index(
                 fields=["webhook", "next_attempt_at"],
