@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
@@ -16,9 +18,13 @@ from deliveries.serializers import (
     DeliveryFilterSerializer,
     DeliverySerializer,
     RecoverSerializer,
+    StatsQuerySerializer,
     TestEventSerializer,
+    WebhookStatsSerializer,
+    window_seconds,
 )
 from webhooks.selectors import webhook_get
+from webhooks_project.openapi import ErrorSerializer
 
 
 class DeliveryListView(GenericAPIView):
@@ -76,10 +82,36 @@ class WebhookRecoverView(APIView):
 
 
 class TestEventView(APIView):
-    @extend_schema(request=TestEventSerializer, responses={202: DeliverySerializer})
+    @extend_schema(
+        request=TestEventSerializer,
+        responses={202: DeliverySerializer, 404: OpenApiResponse(ErrorSerializer, description="No such webhook.")},
+    )
     def post(self, request: Request) -> Response:
         body = TestEventSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         webhook = webhook_get(request.user.organization, body.validated_data["webhook_id"])
         delivery = services.delivery_send_test(webhook=webhook, event_type=body.validated_data["event"])
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+class WebhookStatsView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("window", str, description="e.g. 1h, 24h (default), 7d", pattern=r"^[1-9][0-9]{0,4}[mhd]$")
+        ],
+        responses={200: WebhookStatsSerializer},
+    )
+    def get(self, request: Request, webhook_id: str) -> Response:
+        webhook = webhook_get(request.user.organization, webhook_id)
+        query = StatsQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        window = query.validated_data["window"]
+        stats = selectors.webhook_stats(webhook, window=timedelta(seconds=window_seconds(window)))
+        body = {
+            "window": window,
+            "totals": stats.totals,
+            "success_rate": stats.success_rate,
+            "latency_ms": {"p50": stats.latency_p50_ms, "p95": stats.latency_p95_ms},
+            "last_status": stats.last_status,
+        }
+        return Response(WebhookStatsSerializer(body).data)

@@ -1,4 +1,5 @@
-"""Hourly housekeeping: disable endpoints that only fail, purge what is past retention."""
+"""Hourly housekeeping (the ``deliveries.maintain`` beat task): disable endpoints that only
+fail, purge what is past retention. Both work set-based in SQL, with no per-webhook loop."""
 
 from __future__ import annotations
 
@@ -6,13 +7,8 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
-
-from deliveries.models import Delivery
-from deliveries.services import webhook_disable
-from events.models import Event
-from webhooks.models import Webhook
 
 logger = logging.getLogger(__name__)
 
@@ -20,37 +16,87 @@ logger = logging.getLogger(__name__)
 PURGE_BATCH = 5000
 
 
-def disable_failing_webhooks() -> list[str]:
-    """Disable enabled webhooks whose every delivery in WEBHOOK_DISABLE_AFTER_DAYS failed.
+# Which webhooks only fail (see disable_failing_webhooks). Per enabled webhook, two indexed
+# probes: its newest successful delivery (index on webhook, status, id) and whether a
+# delivery created after that success but at least N days ago was attempted and never
+# succeeded (index on webhook, created_at). A delivery's first attempt follows its creation
+# at once, so such a delivery is a failed attempt at least N days old with no success since.
+_DISABLE_FAILING_SQL = """
+WITH candidates AS (
+    SELECT w.id, (
+        SELECT d.last_attempt_at FROM deliveries_delivery d
+        WHERE d.webhook_id = w.id AND d.status = 'succeeded'
+        ORDER BY d.id DESC LIMIT 1
+    ) AS last_success
+    FROM webhooks_webhook w
+    WHERE w.enabled AND w.updated_at <= %(since)s
+), failing AS (
+    SELECT c.id FROM candidates c
+    WHERE (c.last_success IS NULL OR c.last_success < %(since)s)
+      AND EXISTS (
+        SELECT 1 FROM deliveries_delivery d
+        WHERE d.webhook_id = c.id
+          AND d.created_at <= %(since)s
+          AND d.created_at > coalesce(c.last_success, '-infinity'::timestamptz)
+          AND d.status <> 'succeeded' AND d.attempts > 0
+          AND (d.response_status IS NULL OR d.response_status NOT BETWEEN 200 AND 299)
+      )
+)
+UPDATE webhooks_webhook w
+SET enabled = false, disabled_reason = %(reason)s, updated_at = now()
+FROM failing f
+WHERE w.id = f.id AND w.enabled
+RETURNING w.id
+"""
 
-    A webhook qualifies only if it has had failures for that whole period: its oldest failed
-    attempt in the window is older than the window's start plus a day's slack is not required;
-    it must have had an attempt at least that long ago and no success since.
+
+def disable_failing_webhooks() -> list[str]:
+    """Disable every enabled webhook whose deliveries have all failed for WEBHOOK_DISABLE_AFTER_DAYS.
+
+    A webhook qualifies when it had a failed attempt at least N days ago and no successful
+    attempt since then. One statement, whatever the number of webhooks. A webhook changed
+    (re-enabled, edited) within the last N days is left alone: its clock restarts, so
+    re-enabling an endpoint is not undone by the next hourly run.
     """
     days = settings.WEBHOOK_DISABLE_AFTER_DAYS
     since = timezone.now() - timedelta(days=days)
-    disabled = []
-    candidates = Webhook.objects.filter(enabled=True, created_at__lt=since).values_list("id", flat=True)
-    for webhook_id in candidates:
-        recent = Delivery.objects.filter(webhook_id=webhook_id, last_attempt_at__gte=since)
-        if not recent.exists() or recent.filter(status=Delivery.Status.SUCCEEDED).exists():
-            continue
-        if not Delivery.objects.filter(webhook_id=webhook_id, last_attempt_at__lt=since + timedelta(hours=1)).exists():
-            continue
-        webhook_disable(webhook_id=webhook_id, reason=f"every delivery failed for {days} days")
-        disabled.append(webhook_id)
+    reason = f"every delivery failed for {days} days"
+    with connection.cursor() as cursor:
+        cursor.execute(_DISABLE_FAILING_SQL, {"since": since, "reason": reason})
+        disabled = [row[0] for row in cursor.fetchall()]
+    for webhook_id in disabled:
+        logger.warning("webhook %s disabled: %s", webhook_id, reason)
     return disabled
 
 
+# Old events, oldest first, one organization at a time through the (organization,
+# created_at) index: no scan of the whole table to find what is past retention.
+_EXPIRED_EVENTS_SQL = """
+SELECT e.id FROM webhooks_organization o
+CROSS JOIN LATERAL (
+    SELECT id FROM events_event
+    WHERE organization_id = o.id AND created_at < %(cutoff)s
+    ORDER BY created_at
+    LIMIT %(limit)s
+) e
+LIMIT %(limit)s
+"""
+
+
 def purge_old_records() -> int:
-    """Delete events (and with them their deliveries and attempts) past WEBHOOK_RETENTION_DAYS."""
+    """Delete events past WEBHOOK_RETENTION_DAYS with their deliveries and attempts.
+
+    In batches of PURGE_BATCH events, each batch its own short transaction (children first,
+    as the foreign keys require), so a purge never holds long locks.
+    """
     cutoff = timezone.now() - timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
     total = 0
     while True:
-        ids = list(Event.objects.filter(created_at__lt=cutoff).values_list("id", flat=True)[:PURGE_BATCH])
-        if not ids:
-            break
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_EXPIRED_EVENTS_SQL, {"cutoff": cutoff, "limit": PURGE_BATCH})
+            ids = [row[0] for row in cursor.fetchall()]
+            if not ids:
+                break
             cursor.execute(
                 "DELETE FROM deliveries_attempt WHERE delivery_id IN"
                 " (SELECT id FROM deliveries_delivery WHERE event_id = ANY(%s))",
@@ -60,5 +106,5 @@ def purge_old_records() -> int:
             cursor.execute("DELETE FROM events_event WHERE id = ANY(%s)", [ids])
         total += len(ids)
     if total:
-        logger.info("purged %d events past retention", total)
+        logger.info("purged %d events past retention (%d days)", total, settings.WEBHOOK_RETENTION_DAYS)
     return total

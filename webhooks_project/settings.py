@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "webhooks",
     "events",
     "deliveries",
@@ -138,7 +139,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "webhooks_project.pagination.CursorPagination",
     "PAGE_SIZE": _env_int("API_PAGE_SIZE", 50),
     "EXCEPTION_HANDLER": "webhooks_project.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "webhooks_project.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -146,6 +147,16 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Configure webhook endpoints, emit events and read delivery history.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc assets are served from the installed sidecar package: the docs
+    # page works without reaching a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"DeliveryStatusEnum": "deliveries.models.Delivery.Status"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webhooks_project.openapi.document_event_types",
+    ],
 }
 
 # --- Redis and Celery --------------------------------------------------------------------
@@ -197,6 +208,11 @@ WEBHOOK_DISABLE_AFTER_DAYS = _env_int("WEBHOOK_DISABLE_AFTER_DAYS", 5)
 # Events and deliveries older than this are purged by beat.
 WEBHOOK_RETENTION_DAYS = _env_int("WEBHOOK_RETENTION_DAYS", 30)
 WEBHOOK_USER_AGENT = _env("WEBHOOK_USER_AGENT", "CyberCage-Webhooks/1.0")
+# /healthz answers 503 when a due delivery has waited longer than this many seconds: the
+# workers are down or cannot keep up.
+WEBHOOK_HEALTH_MAX_LAG = _env_int("WEBHOOK_HEALTH_MAX_LAG", 300)
+# Bearer token /metrics requires; empty leaves it open (scrapers usually sit on a private network).
+METRICS_TOKEN = _env("METRICS_TOKEN", "")
 
 # Bodies without a Content-Length are capped while read, too (413 as well).
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_PAYLOAD_BYTES

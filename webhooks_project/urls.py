@@ -1,7 +1,7 @@
 """URLs: the documented API under ``/ui/api/`` (no trailing slashes), the admin, health."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from deliveries import api as deliveries_api
@@ -21,6 +21,7 @@ api = [
     path(
         "ui/api/webhooks/<str:webhook_id>/recover", deliveries_api.WebhookRecoverView.as_view(), name="webhook-recover"
     ),
+    path("ui/api/webhooks/<str:webhook_id>/stats", deliveries_api.WebhookStatsView.as_view(), name="webhook-stats"),
     path(
         "ui/api/webhooks/<str:webhook_id>/deliveries", deliveries_api.DeliveryListView.as_view(), name="delivery-list"
     ),
@@ -44,6 +45,8 @@ urlpatterns = [
     *api,
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics_view, name="metrics"),
+    path("ui/", include("deliveries.dashboard_urls")),  # the dashboard
 ]
 
 handler404 = "webhooks_project.views.not_found"

@@ -2,33 +2,68 @@
 
 from __future__ import annotations
 
+import hmac
+
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as html_server_error
 
+from deliveries import metrics
 from webhooks_project.errors import json_error
 from webhooks_project.middleware import API_PREFIX
 from webhooks_project.redis import get_redis
 
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    checks: dict[str, object] = {}
+    """Database, Redis and delivery lag; 503 when any is wrong, so a load balancer or an
+    orchestrator can act on the status code alone."""
+    body: dict[str, object] = {}
     healthy = True
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        checks["database"] = "ok"
+        body["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", reported
-        checks["database"] = f"error: {exc.__class__.__name__}"
+        body["database"] = f"error: {exc.__class__.__name__}"
         healthy = False
     try:
         get_redis().ping()
-        checks["redis"] = "ok"
+        body["redis"] = "ok"
     except Exception as exc:  # noqa: BLE001
-        checks["redis"] = f"error: {exc.__class__.__name__}"
+        body["redis"] = f"error: {exc.__class__.__name__}"
         healthy = False
-    return JsonResponse({"status": "ok" if healthy else "unhealthy", "checks": checks}, status=200 if healthy else 503)
+    body["oldest_overdue_delivery_seconds"] = None
+    body["max_lag_seconds"] = settings.WEBHOOK_HEALTH_MAX_LAG
+    if body["database"] == "ok":
+        try:
+            lag = metrics.oldest_due_age_seconds()
+        except Exception as exc:  # noqa: BLE001
+            body["database"] = f"error: {exc.__class__.__name__}"
+            healthy = False
+        else:
+            body["oldest_overdue_delivery_seconds"] = round(lag, 3)
+            if lag > settings.WEBHOOK_HEALTH_MAX_LAG:
+                healthy = False
+                body["delivery_lag"] = "overdue deliveries are waiting longer than WEBHOOK_HEALTH_MAX_LAG"
+    body = {"status": "ok" if healthy else "unhealthy", **body}
+    return JsonResponse(body, status=200 if healthy else 503)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics; with METRICS_TOKEN set, only for ``Authorization: Bearer <token>``."""
+    token = settings.METRICS_TOKEN
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            response = HttpResponse("metrics require Authorization: Bearer <METRICS_TOKEN>\n", status=401)
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            response["Content-Type"] = "text/plain; charset=utf-8"
+            return response
+    return HttpResponse(metrics.prometheus_text(), content_type=PROMETHEUS_CONTENT_TYPE)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

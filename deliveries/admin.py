@@ -1,0 +1,303 @@
+"""Operators' admin for webhooks (with their delivery health) and deliveries.
+
+The Webhook admin is registered here rather than in ``webhooks/admin.py`` because its list
+shows delivery statistics and its actions send test events: ``deliveries`` joins the two apps.
+No page ever renders a signing secret.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
+
+from deliveries import selectors, services
+from deliveries.models import Attempt, Delivery
+from events import catalogue
+from events.admin import LargeTablePaginator
+from webhooks import services as webhook_services
+from webhooks.models import Webhook
+
+# The window of the webhook list's health columns.
+HEALTH_WINDOW = timedelta(hours=24)
+# Characters of a stored response body shown in the attempt table (the detail keeps all).
+RESPONSE_PREVIEW_CHARS = 200
+
+
+class IdFilter(admin.SimpleListFilter):
+    """A text box that filters on an exact id: a list of every webhook would not scale."""
+
+    template = "admin/deliveries/id_filter.html"
+    lookup: str = ""
+    placeholder: str = ""
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        # One placeholder choice, so the filter is shown; the template draws a text box.
+        return [("", "")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = (self.value() or "").strip()
+        return queryset.filter(**{self.lookup: value}) if value else queryset
+
+    def choices(self, changelist: Any):
+        keep = [(name, value) for name, value in changelist.params.items() if name != self.parameter_name]
+        yield {
+            "parameter_name": self.parameter_name,
+            "value": self.value(),
+            "placeholder": self.placeholder,
+            "keep": keep,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+        }
+
+
+class OrganizationIdFilter(IdFilter):
+    title = "organization id"
+    parameter_name = "organization"
+    lookup = "organization_id"
+    placeholder = "org_…"
+
+
+class WebhookIdFilter(IdFilter):
+    title = "webhook id"
+    parameter_name = "webhook"
+    lookup = "webhook_id"
+    placeholder = "whk_…"
+
+
+class EventTypeFilter(admin.SimpleListFilter):
+    """The catalogue's types (a DISTINCT over all deliveries would scan the table)."""
+
+    title = "event type"
+    parameter_name = "event_type"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(name, name) for name in catalogue.names()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(event_type=self.value()) if self.value() else queryset
+
+
+# --- Webhooks ----------------------------------------------------------------------------
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "url",
+        "event_list",
+        "organization",
+        "enabled",
+        "success_rate_24h",
+        "last_delivery_status",
+        "deliveries_link",
+    ]
+    list_filter = ["enabled", OrganizationIdFilter]
+    list_select_related = ["organization"]
+    search_fields = ["=id", "url"]
+    # Each row costs one webhook_stats() call (its health columns): keep pages short.
+    list_per_page = 50
+    actions = ["enable", "disable", "send_test_event", "rotate_secret"]
+    # Secrets are not in the form (not editable) and not listed here: never shown.
+    fields = [
+        "id",
+        "organization",
+        "url",
+        "events",
+        "description",
+        "enabled",
+        "disabled_reason",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = ["id", "organization", "url", "events", "disabled_reason", "created_at", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Webhooks are created by their organization through the API, which returns the secret.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Webhook | None = None) -> bool:
+        # Disable instead: its delete page would list every delivery. Organizations delete theirs via the API.
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Webhook, form, change: bool) -> None:
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        if changes.get("enabled") is False:
+            changes["disabled_reason"] = "disabled by an operator"
+        webhook_services.webhook_update(webhook=obj, changes=changes)
+
+    def _stats(self, webhook: Webhook) -> selectors.WebhookStats:
+        # Both health columns share one computation per row.
+        if not hasattr(webhook, "_admin_stats"):
+            webhook._admin_stats = selectors.webhook_stats(webhook, window=HEALTH_WINDOW)  # type: ignore[attr-defined]
+        return webhook._admin_stats  # type: ignore[attr-defined]
+
+    @admin.display(description="events")
+    def event_list(self, webhook: Webhook) -> str:
+        return ", ".join(webhook.events)
+
+    @admin.display(description="success rate (24 h)")
+    def success_rate_24h(self, webhook: Webhook) -> str:
+        rate = self._stats(webhook).success_rate
+        return "—" if rate is None else f"{rate * 100:.1f} %"
+
+    @admin.display(description="last delivery")
+    def last_delivery_status(self, webhook: Webhook) -> str:
+        return self._stats(webhook).last_status or "—"
+
+    @admin.display(description="deliveries")
+    def deliveries_link(self, webhook: Webhook) -> str:
+        url = reverse("admin:deliveries_delivery_changelist") + "?" + urlencode({"webhook": webhook.id})
+        return format_html('<a href="{}">history</a>', url)
+
+    @admin.action(description="Enable selected webhooks", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
+        webhooks = list(queryset.filter(enabled=False))
+        for webhook in webhooks:
+            webhook_services.webhook_update(webhook=webhook, changes={"enabled": True})
+        self.message_user(request, f"Enabled {len(webhooks)} webhook(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable selected webhooks", permissions=["change"])
+    def disable(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
+        webhooks = list(queryset.filter(enabled=True))
+        for webhook in webhooks:
+            webhook_services.webhook_update(
+                webhook=webhook, changes={"enabled": False, "disabled_reason": "disabled by an operator"}
+            )
+        self.message_user(request, f"Disabled {len(webhooks)} webhook(s).", messages.SUCCESS)
+
+    @admin.action(description="Send a test event (test.ping)", permissions=["change"])
+    def send_test_event(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
+        sent, skipped = [], []
+        for webhook in queryset:
+            if not webhook.enabled:
+                skipped.append(webhook.id)
+                continue
+            delivery = services.delivery_send_test(webhook=webhook, event_type="test.ping")
+            sent.append(delivery.id)
+        if sent:
+            self.message_user(request, f"Test event queued: delivery {', '.join(sent)}.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Not sent to disabled webhook(s): {', '.join(skipped)}.", messages.WARNING)
+
+    @admin.action(description="Rotate signing secret", permissions=["change"])
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
+        webhooks = list(queryset)
+        for webhook in webhooks:
+            webhook_services.webhook_rotate_secret(webhook=webhook)
+        hours = settings.WEBHOOK_SECRET_OVERLAP / 3600
+        self.message_user(
+            request,
+            f"Rotated the signing secret of {len(webhooks)} webhook(s). The new secret is not shown anywhere; the "
+            f"previous one keeps signing for {hours:g} h. The organization gets a secret it can read by rotating "
+            "again through the API (POST /ui/api/webhooks/{id}/rotate-secret).",
+            messages.SUCCESS,
+        )
+
+
+# --- Deliveries --------------------------------------------------------------------------
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    extra = 0
+    can_delete = False
+    fields = ["number", "requested_at", "response_status", "duration_ms", "error", "response_preview"]
+    readonly_fields = fields
+    ordering = ["number"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
+        return False
+
+    @admin.display(description="response body")
+    def response_preview(self, attempt: Attempt) -> str:
+        body = attempt.response_body
+        return body if len(body) <= RESPONSE_PREVIEW_CHARS else body[:RESPONSE_PREVIEW_CHARS] + "…"
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "event_type",
+        "status",
+        "webhook_id",
+        "organization_id",
+        "attempts",
+        "response_status",
+        "created_at",
+        "next_attempt_at",
+    ]
+    list_filter = ["status", EventTypeFilter, WebhookIdFilter, OrganizationIdFilter]
+    search_fields = ["=id", "=event__id"]
+    search_help_text = "Exact delivery id or event id."
+    # Ids are time-ordered: newest first is a primary-key index scan.
+    ordering = ["-id"]
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = LargeTablePaginator
+    inlines = [AttemptInline]
+    actions = ["retry_now"]
+    fields = [
+        "id",
+        "organization",
+        "webhook",
+        "event",
+        "event_type",
+        "status",
+        "attempts",
+        "response_status",
+        "last_error",
+        "created_at",
+        "last_attempt_at",
+        "next_attempt_at",
+        "lease_until",
+        "pretty_payload",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
+        # History is removed by the retention purge (WEBHOOK_RETENTION_DAYS), not by hand.
+        return False
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("deliveries.change_delivery")
+
+    @admin.display(description="payload")
+    def pretty_payload(self, delivery: Delivery) -> str:
+        payload = json.dumps(json.loads(delivery.event.payload), indent=2, ensure_ascii=False)
+        return format_html("<pre>{}</pre>", payload)
+
+    @admin.action(description="Retry now", permissions=["retry"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        retried, skipped = 0, []
+        for delivery in queryset.select_related("webhook"):
+            if not delivery.webhook.enabled:
+                skipped.append(delivery.id)
+                continue
+            with transaction.atomic():
+                services.delivery_retry(delivery=delivery)
+            retried += 1
+        self.message_user(request, f"Retrying {retried} delivery(ies) now.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"Not retried (webhook disabled): {', '.join(skipped)}. Enable it first.", messages.WARNING
+            )

@@ -1,0 +1,108 @@
+"""Open a PagerDuty incident for every CyberCage ``threat.detected`` webhook of severity critical.
+
+Standalone: Python 3.10+ standard library only. Run it, then point a CyberCage webhook at it:
+
+    WEBHOOK_SECRET=whsec_... PAGERDUTY_ROUTING_KEY=... python examples/pagerduty_forwarder.py
+
+Environment: WEBHOOK_SECRET (the webhook's signing secret), PAGERDUTY_ROUTING_KEY (an Events
+API v2 integration key), PAGERDUTY_EVENTS_URL (default https://events.pagerduty.com/v2/enqueue),
+PORT (default 3000; 0 picks a free port), HOST (default 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import sys
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SECRET = os.environ["WEBHOOK_SECRET"]
+PAGERDUTY_ROUTING_KEY = os.environ.get("PAGERDUTY_ROUTING_KEY", "")
+PAGERDUTY_EVENTS_URL = os.environ.get("PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue")
+# CyberCage payloads are at most 1 MB; anything much larger is not a delivery.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+FORWARD_TIMEOUT_SECONDS = 10
+
+
+def signature_is_valid(raw_body: bytes, signature: str, secret: str) -> bool:
+    """X-CyberCage-Signature is ``sha256=`` + hex HMAC-SHA256 of the RAW body, keyed with the secret.
+
+    Hash the bytes exactly as received: re-serialized JSON may differ from what was signed.
+    """
+    expected = "sha256=" + hmac.new(secret.encode("utf-8"), raw_body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(signature.strip().encode("utf-8"), expected.encode("ascii"))
+
+
+def pagerduty_event(event: dict) -> dict | None:
+    """The PagerDuty Events API v2 body for an event, or None when no incident is due."""
+    data = event.get("data", {})
+    if event.get("event") != "threat.detected" or data.get("severity") != "critical":
+        return None
+    return {
+        "routing_key": PAGERDUTY_ROUTING_KEY,
+        "event_action": "trigger",
+        # One incident per threat, however often the delivery is retried.
+        "dedup_key": data.get("threat_id") or event.get("id"),
+        "payload": {
+            "summary": f"Critical threat: {data.get('description')}",
+            "severity": "critical",
+            "source": "cybercage",
+            "custom_details": data,
+        },
+    }
+
+
+def post_json(url: str, body: dict) -> None:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode("utf-8"), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=FORWARD_TIMEOUT_SECONDS) as response:
+        response.read()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 < length <= MAX_BODY_BYTES:
+            return self.answer(400, "a body with a Content-Length is required")
+        raw_body = self.rfile.read(length)
+        if not signature_is_valid(raw_body, self.headers.get("X-CyberCage-Signature", ""), SECRET):
+            return self.answer(401, "invalid signature")
+        try:
+            event = json.loads(raw_body)  # parse only after the raw bytes are verified
+        except ValueError:
+            return self.answer(400, "body is not JSON")
+        incident = pagerduty_event(event)
+        if incident is None:
+            return self.answer(200, "OK")
+        delivery_id = self.headers.get("X-CyberCage-Delivery-ID", "")
+        try:
+            post_json(PAGERDUTY_EVENTS_URL, incident)
+        except OSError as exc:
+            print(f"triggering PagerDuty for {delivery_id} failed: {exc}", file=sys.stderr, flush=True)
+            return self.answer(502, "PagerDuty unavailable")  # CyberCage retries the delivery
+        print(f"triggered PagerDuty for {delivery_id} ({incident['dedup_key']})", flush=True)
+        return self.answer(200, "OK")
+
+    def answer(self, status: int, text: str) -> None:
+        body = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def main() -> None:
+    server = ThreadingHTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "3000"))), Handler)
+    print(f"listening on http://{server.server_address[0]}:{server.server_address[1]}/webhook", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

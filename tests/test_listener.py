@@ -1,0 +1,128 @@
+"""``manage.py webhook_listen``: a local receiver that verifies deliveries and prints them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from deliveries.services import signed_headers
+from events.encoding import js_dumps
+from events.services import build_event
+from tests.conftest import ROOT
+
+SECRET = "whsec_bG9jYWwtbGlzdGVuZXItc2VjcmV0LWZvci10ZXN0cw=="
+
+
+class Listener:
+    """The command as a child process, its output collected line by line."""
+
+    def __init__(self, *args: str) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "webhook_listen", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            if self.process.poll() is not None and not any(re.search(pattern, x) for x in self.lines):
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no line matching {pattern!r} in output:\n" + "\n".join(self.lines))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[tuple[Listener, str]]:
+    process = Listener("--port", "0", "--secret", SECRET)
+    try:
+        port = process.wait_for(r"Listening on http://127\.0\.0\.1:(\d+)/").group(1)
+        yield process, f"http://127.0.0.1:{port}/webhook"
+    finally:
+        process.stop()
+
+
+def signed_delivery(delivery_id: str = "dlv_listener_test_1") -> tuple[bytes, dict[str, str]]:
+    event = build_event("org_abc123", "threat.detected", {"threat_id": "thr_1", "severity": "high", "note": "é"})
+    body = event.payload.encode("utf-8")
+    return body, signed_headers(delivery_id=delivery_id, event_type="threat.detected", body=body, secrets=[SECRET])
+
+
+def test_listener_answers_200_and_prints_a_verified_delivery(listener):
+    process, url = listener
+    body, headers = signed_delivery()
+
+    response = requests.post(url, data=body, headers=headers, timeout=10)
+
+    assert response.status_code == 200
+    process.wait_for(r"^threat\.detected dlv_listener_test_1 verified$")
+    printed = "\n".join(process.lines)
+    assert json.dumps(json.loads(body), indent=2, ensure_ascii=False) in printed  # pretty-printed payload
+    assert '"note": "é"' in printed
+
+
+def test_listener_accepts_either_signature_scheme_alone(listener):
+    _, url = listener
+    body, headers = signed_delivery("dlv_listener_test_2")
+    documented_only = {k: v for k, v in headers.items() if not k.startswith("webhook-")}
+    standard_only = {k: v for k, v in headers.items() if k != "X-CyberCage-Signature"}
+
+    assert requests.post(url, data=body, headers=documented_only, timeout=10).status_code == 200
+    assert requests.post(url, data=body, headers=standard_only, timeout=10).status_code == 200
+
+
+def test_listener_answers_400_when_the_body_was_changed(listener):
+    process, url = listener
+    body, headers = signed_delivery("dlv_listener_test_3")
+    tampered = js_dumps({**json.loads(body), "data": {"severity": "low"}}).encode()
+
+    response = requests.post(url, data=tampered, headers=headers, timeout=10)
+
+    assert response.status_code == 400
+    assert "invalid" in response.text
+    process.wait_for(r"^threat\.detected dlv_listener_test_3 INVALID: ")
+    assert not any("dlv_listener_test_3 verified" in line for line in process.lines)
+
+
+def test_listener_answers_400_when_signed_with_another_secret(listener):
+    _, url = listener
+    body, _ = signed_delivery()
+    headers = signed_headers(
+        delivery_id="dlv_listener_test_4", event_type="threat.detected", body=body, secrets=["whsec_b3RoZXI="]
+    )
+
+    response = requests.post(url, data=body, headers=headers, timeout=10)
+
+    assert response.status_code == 400

@@ -1,0 +1,103 @@
+"""OpenAPI schema details drf-spectacular cannot infer: the bearer scheme and the error bodies.
+
+Settings point ``DEFAULT_SCHEMA_CLASS`` here, so importing this module for schema generation
+also registers the authentication extension.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular import openapi
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import get_doc
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+
+from events import catalogue
+from webhooks_project.errors import _CODES
+from webhooks_project.serializers import StrictSerializer
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "webhooks.authentication.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "API key",
+            "description": "An organization's API key: `Authorization: Bearer cck_…`.",
+        }
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every 4xx body (webhooks_project.errors)."""
+
+    error = serializers.ChoiceField(choices=sorted(set(_CODES.values())), help_text="A stable error code.")
+    message = serializers.CharField(help_text="What was wrong, for a person.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text='Validation errors by field ("events[0]", "body"); only with 400.',
+    )
+
+    class Meta:
+        ref_name = "Error"
+
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class AutoSchema(openapi.AutoSchema):
+    """Adds the error responses every operation can give to what each view declares."""
+
+    def _get_response_bodies(self, direction: openapi.Direction = "response") -> dict:
+        responses = super()._get_response_bodies(direction)
+        errors: dict[str, str] = {}
+        if self.method in _BODY_METHODS or any(p["in"] != "path" for p in self._get_parameters()):
+            errors["400"] = "The request is invalid; `fields` names what was wrong."
+        if self.get_auth():
+            errors["401"] = "Missing, malformed, unknown or revoked API key."
+        if "{" in self.path:
+            errors["404"] = "No such object in the caller's organization."
+        if self.method in _BODY_METHODS:
+            errors["413"] = "The request body exceeds WEBHOOK_MAX_PAYLOAD_BYTES."
+            errors["415"] = "The body is not application/json."
+        for code, description in errors.items():
+            if code not in responses:
+                responses[code] = self._get_response_for_code(
+                    OpenApiResponse(ErrorSerializer, description=description), code, direction=direction
+                )
+        return dict(sorted(responses.items()))
+
+    def _map_basic_serializer(self, serializer, direction: openapi.Direction) -> dict:
+        schema = super()._map_basic_serializer(serializer, direction)
+        if isinstance(serializer, StrictSerializer):
+            # Unknown fields are refused with a 400, so the schema says none are allowed.
+            schema["additionalProperties"] = False
+            if schema.get("description") == get_doc(StrictSerializer):
+                del schema["description"]  # inherited, it describes the base class only
+        return schema
+
+
+def document_event_types(result: dict, generator: Any, request: Any, public: bool) -> dict:
+    """Post-processing hook: event type fields accept the catalogue's names only.
+
+    The serializers keep plain string fields so that an unknown name gets the service's
+    message listing the valid ones; the schema still tells clients (and generators) the set.
+    """
+    names = catalogue.names()
+    schemas = result.get("components", {}).get("schemas", {})
+    for component in ("WebhookWrite", "WebhookUpdate", "PatchedWebhookUpdate"):
+        events = schemas.get(component, {}).get("properties", {}).get("events")
+        if events and "items" in events:
+            events["items"]["enum"] = [*names, catalogue.ALL_EVENTS]
+            events["minItems"] = 1
+    emit = schemas.get("Emit", {}).get("properties", {})
+    if "event" in emit:
+        emit["event"]["enum"] = names
+    if "data" in emit:
+        emit["data"] = {"type": "object", "additionalProperties": True, "description": "The event's data."}
+    return result
