@@ -41,7 +41,7 @@ class WebhookStats:
 
 
 def webhook_stats(webhook: Webhook, *, window: timedelta) -> WebhookStats:
-    """Delivery totals by status, success rate and attempt latency over the last ``window``.
+    """Totals by status, success rate and attempt latency of the deliveries created in ``window``.
 
     ``success_rate`` is succeeded / (succeeded + failed): deliveries still being retried are
     not counted either way yet. None when nothing finished in the window.
@@ -61,11 +61,13 @@ def webhook_stats(webhook: Webhook, *, window: timedelta) -> WebhookStats:
             "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms),"
             " percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms)"
             " FROM deliveries_attempt a JOIN deliveries_delivery d ON d.id = a.delivery_id"
-            " WHERE d.webhook_id = %s AND d.created_at >= %s AND a.requested_at >= %s",
-            [webhook.id, since, since],
+            " WHERE d.webhook_id = %s AND d.created_at >= %s",
+            [webhook.id, since],
         )
         p50, p95 = cursor.fetchone()
-    last = Delivery.objects.filter(webhook=webhook, last_attempt_at__isnull=False).order_by("-id").first()
+    last = (
+        Delivery.objects.filter(webhook=webhook, last_attempt_at__isnull=False).order_by("-created_at", "-id").first()
+    )
     return WebhookStats(
         window_seconds=int(window.total_seconds()),
         totals=totals,
