@@ -1,0 +1,123 @@
+"""Dashboard forms. Validation reuses the API's validators, so both refuse the same input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from rest_framework import serializers
+
+from deliveries.models import Delivery
+from events import catalogue
+from webhooks.serializers import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH, validate_destination, validate_event_list
+
+ALL_EVENTS_LABEL = "All events (*)"
+# Delivery ids as webhooks_project.ids makes them; anything else is no cursor at all.
+DELIVERY_ID_PATTERN = r"^dlv_[0-9a-z]{26}$"
+
+
+def _as_form_error(exc: serializers.ValidationError) -> forms.ValidationError:
+    detail = exc.detail if isinstance(exc.detail, list) else [exc.detail]
+    return forms.ValidationError([str(message) for message in detail])
+
+
+def event_choices() -> list[tuple[str, str]]:
+    return [(catalogue.ALL_EVENTS, ALL_EVENTS_LABEL)] + [(name, name) for name in catalogue.names()]
+
+
+class EventsField(forms.MultipleChoiceField):
+    """Checkboxes of the catalogue; which names are acceptable is validate_event_list's call."""
+
+    def valid_value(self, value: str) -> bool:
+        return True
+
+
+class EmailLoginForm(AuthenticationForm):
+    """Django's login form with the email address as the username (as create_user stores it)."""
+
+    username = forms.EmailField(
+        label="Email",
+        max_length=150,
+        widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}),
+    )
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "Enter a correct email and password.",
+        "no_organization": "This account does not belong to any organization.",
+    }
+
+    def clean_username(self) -> str:
+        return self.cleaned_data["username"].strip().lower()
+
+    def confirm_login_allowed(self, user: Any) -> None:
+        super().confirm_login_allowed(user)
+        from webhooks.models import Membership
+
+        if not Membership.objects.filter(user=user).exists():
+            raise forms.ValidationError(self.error_messages["no_organization"], code="no_organization")
+
+
+class WebhookEditForm(forms.Form):
+    url = forms.CharField(
+        label="URL",
+        max_length=2048,
+        widget=forms.URLInput(attrs={"placeholder": "https://your-server.com/webhook", "autocomplete": "off"}),
+        help_text="Where events are sent as HTTP POST requests.",
+    )
+    events = EventsField(
+        label="Events",
+        required=False,  # validate_event_list says what is missing, in the API's words
+        choices=event_choices,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
+    description = forms.CharField(
+        label="Description", required=False, max_length=500, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+    def clean_url(self) -> str:
+        try:
+            return validate_destination(self.cleaned_data["url"])
+        except serializers.ValidationError as exc:
+            raise _as_form_error(exc) from exc
+
+    def clean_events(self) -> list[str]:
+        try:
+            return validate_event_list(self.cleaned_data["events"])
+        except serializers.ValidationError as exc:
+            raise _as_form_error(exc) from exc
+
+
+class WebhookCreateForm(WebhookEditForm):
+    # Never rendered back into the page, not even after a validation error.
+    secret = forms.CharField(
+        label="Signing secret",
+        required=False,
+        min_length=MIN_SECRET_LENGTH,
+        max_length=MAX_SECRET_LENGTH,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=f"Optional, at least {MIN_SECRET_LENGTH} characters. Leave empty to generate a strong one.",
+    )
+
+    field_order = ["url", "events", "secret", "enabled", "description"]
+
+
+class DeliveryFilterForm(forms.Form):
+    """The history's filters and keyset cursor, read from the query string."""
+
+    status = forms.ChoiceField(label="Status", required=False, choices=[("", "All statuses"), *Delivery.Status.choices])
+    event = forms.ChoiceField(
+        label="Event type",
+        required=False,
+        choices=lambda: [("", "All event types")] + [(n, n) for n in catalogue.names()],
+    )
+    before = forms.RegexField(regex=DELIVERY_ID_PATTERN, required=False, widget=forms.HiddenInput)
+    after = forms.RegexField(regex=DELIVERY_ID_PATTERN, required=False, widget=forms.HiddenInput)
+
+
+class SendTestEventForm(forms.Form):
+    event = forms.ChoiceField(
+        label="Event type", choices=lambda: [(n, n) for n in catalogue.names()], initial="test.ping"
+    )
