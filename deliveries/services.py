@@ -6,9 +6,9 @@ How a delivery moves:
   webhook (in one transaction) and, after commit, wakes each of those webhooks.
 * A wake is a ``deliveries.drain`` message naming a webhook. ``webhook_drain`` takes one of the
   endpoint's concurrency slots (WEBHOOK_ENDPOINT_CONCURRENCY, cluster-wide), then repeatedly
-  claims a batch of due deliveries in PostgreSQL (a lease: ``lease_until``), asks the rate
-  limiter how many it may send, sends those over one keep-alive connection, and records every
-  attempt and outcome in two set-based statements.
+  claims a batch of due deliveries in PostgreSQL (a lease: ``lease_until``), sends them over
+  one keep-alive connection, each only once the rate limiter grants it, gives back what was
+  not sent, and records every attempt and outcome in two set-based statements.
 * PostgreSQL is the source of truth: ``next_attempt_at`` is committed before any message that
   announces it is sent; ``sweep`` re-wakes webhooks with due, unleased deliveries and re-runs
   fan-outs that never ran, so a lost message is never a lost delivery.
@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 import redis
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Min, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -46,7 +46,7 @@ FAN_OUT_TASK = "deliveries.fan_out"
 # Room between the end of the last send a lease allows and the lease's expiry.
 LEASE_MARGIN_SECONDS = 10.0
 # How long a coalesced wake stays "pending" if its message never runs (the sweeper covers it).
-WAKE_PENDING_TTL_SECONDS = 60.0
+WAKE_PENDING_TTL_SECONDS = 15.0
 # A countdown must stay clear of the broker's visibility timeout (else Redis redelivers it).
 COUNTDOWN_HEADROOM = 0.9
 # When Redis (the rate limiter) cannot be reached, deliveries wait this long and try again.
@@ -201,36 +201,46 @@ def _drain_with_slot(webhook_id: str) -> DrainOutcome:
         if not claimed:
             return DrainOutcome(sent=sent_total, retry_in=retry_in)
         claimed_at = time.monotonic()
-        try:
-            grant = ratelimit.acquire(
-                get_redis(),
-                webhook.organization_id,
-                len(claimed),
-                per_second=settings.WEBHOOK_RATE_PER_SECOND,
-                per_hour=settings.WEBHOOK_RATE_PER_HOUR,
-            )
-            granted, wait = grant.granted, grant.wait_seconds
-        except redis.RedisError:
-            logger.warning("redis unavailable; deliveries of %s wait", webhook_id)
-            granted, wait = 0, REDIS_DOWN_WAIT_SECONDS
-        to_send, throttled = claimed[:granted], claimed[granted:]
-        if throttled:
-            _release(throttled, delay=wait)
-            metrics.record_throttled(len(throttled))
         sent: list[Sent] = []
-        for item in to_send:
+        wait: float | None = None  # set when the rate limiter (or Redis being down) stops us
+        for item in claimed:
             if time.monotonic() - claimed_at + settings.WEBHOOK_TIMEOUT > lease_seconds() - LEASE_MARGIN_SECONDS:
                 break
+            # One grant per send, taken just before it. A grant for the whole batch is stamped
+            # when the batch starts while its last sends leave much later (one slow answer
+            # after another), and the receiver then sees more than the limit in one second.
+            wait = _rate_wait(webhook.organization_id, webhook_id)
+            if wait is not None:
+                break
             sent.append(_send(item, webhook, secrets))
-        if len(sent) < len(to_send):
-            _release(to_send[len(sent) :], delay=0)
+        unsent = claimed[len(sent) :]
+        if unsent:
+            _release(unsent, delay=wait or 0)
+            if wait is not None:
+                metrics.record_throttled(len(unsent))
         next_retry = _record(sent, webhook)
         sent_total += len(sent)
         retry_in = _earliest(retry_in, next_retry)
-        if throttled:
+        if wait is not None:
             return DrainOutcome(sent=sent_total, retry_in=_earliest(retry_in, wait))
-        if len(sent) < len(to_send) or time.monotonic() > budget_end:
+        if unsent or time.monotonic() > budget_end:
             return DrainOutcome(sent=sent_total, again=True, retry_in=retry_in)
+
+
+def _rate_wait(org_id: str, webhook_id: str) -> float | None:
+    """Take one delivery from the organization's limits: None if granted, else seconds to wait."""
+    try:
+        grant = ratelimit.acquire(
+            get_redis(),
+            org_id,
+            1,
+            per_second=settings.WEBHOOK_RATE_PER_SECOND,
+            per_hour=settings.WEBHOOK_RATE_PER_HOUR,
+        )
+    except redis.RedisError:
+        logger.warning("redis unavailable; deliveries of %s wait", webhook_id)
+        return REDIS_DOWN_WAIT_SECONDS
+    return None if grant.granted else grant.wait_seconds
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:
@@ -439,8 +449,12 @@ def sweep() -> SweepOutcome:
             status__in=Delivery.OPEN_STATUSES,
             next_attempt_at__lte=Now(),
         )
-        .values_list("webhook_id", flat=True)
-        .distinct()[:SWEEP_BATCH]
+        # One row per webhook, most overdue first. (A bare distinct() would also select the
+        # Meta.ordering column, id: one row per delivery, so one backlog fills the batch.)
+        .values("webhook_id")
+        .annotate(oldest=Min("next_attempt_at"))
+        .order_by("oldest")
+        .values_list("webhook_id", flat=True)[:SWEEP_BATCH]
     )
     for webhook_id in webhook_ids:
         # Not coalesced: a pending flag may belong to a message the broker has lost.

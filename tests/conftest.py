@@ -348,13 +348,15 @@ DRIP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n" + b"x" * 40
 
 
 @pytest.fixture
-def drip_server() -> Iterator[Callable[[float], DripServer]]:
-    """A raw TCP server that reads the request, then sends a 200 one byte every ``interval`` s."""
+def drip_server() -> Iterator[Callable[[float | None], DripServer]]:
+    """A raw TCP server that reads the request, then sends a 200 one byte every ``interval`` s
+    (with ``interval=None`` it never answers, and lets go when the client hangs up)."""
+    import contextlib
     import socketserver
 
     servers: list[DripServer] = []
 
-    def start(interval: float) -> DripServer:
+    def start(interval: float | None) -> DripServer:
         hits: list[float] = []
 
         class Handler(socketserver.BaseRequestHandler):
@@ -367,6 +369,12 @@ def drip_server() -> Iterator[Callable[[float], DripServer]]:
                     if not chunk:
                         return
                     data += chunk
+                if interval is None:
+                    self.request.settimeout(None)
+                    with contextlib.suppress(OSError):
+                        while self.request.recv(65536):
+                            pass
+                    return
                 for byte in DRIP_RESPONSE:
                     try:
                         self.request.sendall(bytes([byte]))
