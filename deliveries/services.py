@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from deliveries import concurrency, http, metrics, ratelimit, schedule, signing
 from deliveries.models import Delivery
-from events.catalogue import ALL_EVENTS, EVENT_TYPES
+from events.catalogue import EVENT_TYPES
 from events.models import Event
 from events.services import build_event, iso_timestamp
 from webhooks.models import Webhook
@@ -56,40 +56,49 @@ SWEEP_FAN_OUT_GRACE_SECONDS = 5.0
 # Rows the sweeper handles per run; the next run takes the rest.
 SWEEP_BATCH = 1000
 DISABLED_ERROR = "webhook disabled: not attempted"
+# Grants are used within this long of being given (the limiter's allowance for send lag).
+GRANT_HORIZON_SECONDS = ratelimit.SECOND_WINDOW_GUARD_MS / 1000 / 2
+# Most grants taken at once, so one drain never holds much of an organization's second.
+MAX_GRANT_CHUNK = 10
 
 
 # --- Fan-out -----------------------------------------------------------------------------
 
 
+_FAN_OUT_SQL = """
+WITH event AS (
+    UPDATE events_event SET fanned_out_at = now()
+    WHERE id = %s AND fanned_out_at IS NULL
+    RETURNING id, organization_id, type, created_at
+)
+SELECT w.id, event.organization_id, event.type, event.created_at
+FROM event JOIN webhooks_webhook w ON w.organization_id = event.organization_id
+WHERE w.enabled AND (w.events @> jsonb_build_array(event.type) OR w.events @> '["*"]'::jsonb)
+"""
+_INSERT_DELIVERY_ROW = "(%s, %s, %s, %s, %s, 'pending', 0, '', %s, now())"
+
+
 def event_fan_out(*, event_id: str) -> list[str]:
     """Create the event's deliveries once; return the webhook ids that got one.
 
-    Idempotent: a second run (duplicate message, sweeper) finds the event already fanned out.
+    One transaction: mark the event fanned out (a row lock, so a concurrent duplicate waits and
+    then finds nothing to do), pick the enabled webhooks subscribed to its type, and insert one
+    delivery each. Idempotent: a second run (duplicate message, sweeper) adds nothing.
     """
-    with transaction.atomic():
-        event = Event.objects.select_for_update().filter(id=event_id, fanned_out_at__isnull=True).first()
-        if event is None:
-            return []
-        webhook_ids = list(
-            Webhook.objects.filter(organization_id=event.organization_id, enabled=True)
-            .filter(Q(events__contains=[event.type]) | Q(events__contains=[ALL_EVENTS]))
-            .values_list("id", flat=True)
-        )
-        Delivery.objects.bulk_create(
-            [
-                Delivery(
-                    id=new_id("dlv"),
-                    organization_id=event.organization_id,
-                    webhook_id=webhook_id,
-                    event_id=event.id,
-                    event_type=event.type,
-                    created_at=event.created_at,
-                    next_attempt_at=Now(),
-                )
-                for webhook_id in webhook_ids
-            ]
-        )
-        Event.objects.filter(id=event.id).update(fanned_out_at=Now())
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_FAN_OUT_SQL, [event_id])
+        targets = cursor.fetchall()
+        if targets:
+            rows: list[object] = []
+            for webhook_id, organization_id, event_type, created_at in targets:
+                rows += [new_id("dlv"), organization_id, webhook_id, event_id, event_type, created_at]
+            cursor.execute(
+                "INSERT INTO deliveries_delivery (id, organization_id, webhook_id, event_id, event_type,"
+                " status, attempts, last_error, created_at, next_attempt_at) VALUES "
+                + ", ".join([_INSERT_DELIVERY_ROW] * len(targets)),
+                rows,
+            )
+        webhook_ids = [target[0] for target in targets]
         transaction.on_commit(lambda: wake_all(webhook_ids))
     return webhook_ids
 
@@ -193,6 +202,7 @@ def _drain_with_slot(webhook_id: str) -> DrainOutcome:
         _fail_due_while_disabled(webhook_id)
         return DrainOutcome()
     secrets = webhook.signing_secrets()
+    grants = RateGrants(webhook.organization_id)
     budget_end = time.monotonic() + settings.WEBHOOK_DRAIN_SECONDS
     sent_total = 0
     retry_in: float | None = None
@@ -203,16 +213,15 @@ def _drain_with_slot(webhook_id: str) -> DrainOutcome:
         claimed_at = time.monotonic()
         sent: list[Sent] = []
         wait: float | None = None  # set when the rate limiter (or Redis being down) stops us
-        for item in claimed:
+        for index, item in enumerate(claimed):
             if time.monotonic() - claimed_at + settings.WEBHOOK_TIMEOUT > lease_seconds() - LEASE_MARGIN_SECONDS:
                 break
-            # One grant per send, taken just before it. A grant for the whole batch is stamped
-            # when the batch starts while its last sends leave much later (one slow answer
-            # after another), and the receiver then sees more than the limit in one second.
-            wait = _rate_wait(webhook.organization_id, webhook_id)
+            wait = grants.take(webhook_id, wanted=len(claimed) - index)
             if wait is not None:
                 break
+            started = time.monotonic()
             sent.append(_send(item, webhook, secrets))
+            grants.observe(time.monotonic() - started)
         unsent = claimed[len(sent) :]
         if unsent:
             _release(unsent, delay=wait or 0)
@@ -227,20 +236,49 @@ def _drain_with_slot(webhook_id: str) -> DrainOutcome:
             return DrainOutcome(sent=sent_total, again=True, retry_in=retry_in)
 
 
-def _rate_wait(org_id: str, webhook_id: str) -> float | None:
-    """Take one delivery from the organization's limits: None if granted, else seconds to wait."""
-    try:
-        grant = ratelimit.acquire(
-            get_redis(),
-            org_id,
-            1,
-            per_second=settings.WEBHOOK_RATE_PER_SECOND,
-            per_hour=settings.WEBHOOK_RATE_PER_HOUR,
-        )
-    except redis.RedisError:
-        logger.warning("redis unavailable; deliveries of %s wait", webhook_id)
-        return REDIS_DOWN_WAIT_SECONDS
-    return None if grant.granted else grant.wait_seconds
+class RateGrants:
+    """The organization's rate-limit grants for one drain, taken just before the sends they cover.
+
+    The limiter stamps a grant when it is given, so a grant must be used at once: a batch
+    granted up front but sent one slow answer after another would arrive later than counted,
+    and a receiver would see more than the limit in one second. So grants are taken a few at a
+    time, only as many as the recent send rate fits into the limiter's guard window, and any
+    left when that window has passed are dropped (counted, unused: conservative, never over).
+    """
+
+    def __init__(self, org_id: str) -> None:
+        self.org_id = org_id
+        self.left = 0
+        self.usable_until = 0.0
+        self.send_seconds = GRANT_HORIZON_SECONDS  # until measured: one grant at a time
+
+    def take(self, webhook_id: str, *, wanted: int) -> float | None:
+        """None if one send may go now; otherwise the seconds to wait."""
+        now = time.monotonic()
+        if self.left and now < self.usable_until:
+            self.left -= 1
+            return None
+        chunk = max(1, min(wanted, MAX_GRANT_CHUNK, int(GRANT_HORIZON_SECONDS / max(self.send_seconds, 1e-4))))
+        try:
+            grant = ratelimit.acquire(
+                get_redis(),
+                self.org_id,
+                chunk,
+                per_second=settings.WEBHOOK_RATE_PER_SECOND,
+                per_hour=settings.WEBHOOK_RATE_PER_HOUR,
+            )
+        except redis.RedisError:
+            logger.warning("redis unavailable; deliveries of %s wait", webhook_id)
+            return REDIS_DOWN_WAIT_SECONDS
+        if not grant.granted:
+            return grant.wait_seconds
+        self.left = grant.granted - 1
+        self.usable_until = now + GRANT_HORIZON_SECONDS
+        return None
+
+    def observe(self, seconds: float) -> None:
+        # A moving average of recent sends decides how many the next grant may cover.
+        self.send_seconds = 0.8 * self.send_seconds + 0.2 * seconds
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:
@@ -324,7 +362,8 @@ def _send(item: Claimed, webhook: Webhook, secrets: list[str]) -> Sent:
     headers = signed_headers(delivery_id=item.id, event_type=item.event_type, body=item.body, secrets=secrets)
     requested_at = timezone.now()
     result = http.post(webhook.url, item.body, headers)
-    logger.info(
+    logger.log(
+        logging.DEBUG if result.ok else logging.INFO,
         "delivery %s event %s attempt %d -> %s %s",
         item.id,
         item.event_id,

@@ -90,16 +90,18 @@ def emit(
     event.idempotency_key = idempotency_key or None
     now = event.created_at
     try:
-        with transaction.atomic():
-            if idempotency_key:
+        if idempotency_key:
+            with transaction.atomic():
                 # A key older than the window is free again.
                 Event.objects.filter(
                     organization_id=org_id,
                     idempotency_key=idempotency_key,
                     created_at__lt=now - timedelta(seconds=settings.WEBHOOK_IDEMPOTENCY_WINDOW),
                 ).update(idempotency_key=None)
-            event.save(force_insert=True)
-            transaction.on_commit(lambda: hand_off(event.id))
+                event.save(force_insert=True)
+        else:
+            event.save(force_insert=True)  # one statement: its own transaction unless in one
+        transaction.on_commit(lambda: hand_off(event.id))
     except IntegrityError as exc:
         if idempotency_key:
             original = _recent_event(org_id, idempotency_key)
