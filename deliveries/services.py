@@ -19,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -65,6 +67,21 @@ MAX_GRANT_CHUNK = 10
 # --- Fan-out -----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def bookkeeping() -> Iterator[Any]:
+    """A transaction for the delivery pipeline's own writes, committed without waiting for fsync.
+
+    Safe because losing such a commit in a PostgreSQL crash never loses a delivery: a lost
+    fan-out leaves its event unmarked (the sweeper runs it again), a lost claim or release
+    only frees a lease early, and a lost outcome means the attempt is made again — at least
+    once, with the same delivery id. The event itself (emit) is committed durably. This saves
+    an fsync per statement: several milliseconds on every step of every delivery.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield cursor
+
+
 _FAN_OUT_SQL = """
 WITH event AS (
     UPDATE events_event SET fanned_out_at = now()
@@ -85,7 +102,7 @@ def event_fan_out(*, event_id: str) -> list[str]:
     then finds nothing to do), pick the enabled webhooks subscribed to its type, and insert one
     delivery each. Idempotent: a second run (duplicate message, sweeper) adds nothing.
     """
-    with transaction.atomic(), connection.cursor() as cursor:
+    with bookkeeping() as cursor:
         cursor.execute(_FAN_OUT_SQL, [event_id])
         targets = cursor.fetchall()
         if targets:
@@ -313,7 +330,7 @@ ORDER BY c.next_attempt_at, c.id
 
 def _claim(webhook_id: str, limit: int) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries of one webhook; nobody else attempts them meanwhile."""
-    with connection.cursor() as cursor:
+    with bookkeeping() as cursor:
         cursor.execute(_CLAIM_SQL, {"webhook_id": webhook_id, "limit": limit, "lease": lease_seconds()})
         rows = cursor.fetchall()
     return [
@@ -324,7 +341,7 @@ def _claim(webhook_id: str, limit: int) -> list[Claimed]:
 
 def _release(items: list[Claimed], *, delay: float) -> None:
     """Give claimed deliveries back unattempted, due again after ``delay`` seconds."""
-    with connection.cursor() as cursor:
+    with bookkeeping() as cursor:
         for lease_until, ids in _group_by_lease(items).items():
             cursor.execute(
                 "UPDATE deliveries_delivery SET lease_until = NULL,"
@@ -433,7 +450,7 @@ def _record(sent: list[Sent], webhook: Webhook) -> float | None:
             delay,
         ]
     sql = _RECORD_SQL.format(values=", ".join([_RECORD_ROW] * len(sent)))
-    with connection.cursor() as cursor:
+    with bookkeeping() as cursor:
         cursor.execute(sql, rows)
     if gone:
         webhook_disable(webhook_id=webhook.id, reason="receiver answered 410 Gone")
