@@ -10,31 +10,17 @@ import re
 from dataclasses import dataclass
 
 import pytest
+from conftest import api_client, make_webhook
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from deliveries.models import Attempt, Delivery
 from events.catalogue import EVENT_TYPES
 from events.models import Event
 from events.services import build_event
-from webhooks import services as webhook_services
 from webhooks.models import Webhook
 from webhooks_project.urls import api as api_patterns
 
 pytestmark = pytest.mark.django_db
-
-
-def api_client(key: str) -> APIClient:
-    """A client sending ``key`` as its bearer key. (Not imported from conftest: with several
-    conftest.py files, ``import conftest`` finds whichever was loaded first.)"""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
-
-
-def make_webhook(organization, url: str, events: list[str] | None = None, secret: str | None = None):
-    """A webhook made through the service (so its secret is encrypted as in production)."""
-    return webhook_services.webhook_create(organization=organization, url=url, events=events or ["*"], secret=secret)
 
 
 METHODS = ("get", "head", "post", "put", "patch", "delete")

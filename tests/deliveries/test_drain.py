@@ -69,7 +69,9 @@ def test_drain_signs_with_new_secret_only_after_overlap(tenant, receiver, redis_
     created = make_webhook(tenant.organization, receiver.url())
     old_secret = created.secret
     new_secret = webhook_services.webhook_rotate_secret(webhook=created.webhook)
-    Webhook.objects.filter(id=created.webhook.id).update(previous_secret_expires_at=timezone.now() - timedelta(seconds=1))
+    Webhook.objects.filter(id=created.webhook.id).update(
+        previous_secret_expires_at=timezone.now() - timedelta(seconds=1)
+    )
     event = emit(tenant.organization, "test.ping", {"message": "hi"})
 
     deliver_all(event.id)

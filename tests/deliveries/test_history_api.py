@@ -7,20 +7,15 @@ import random
 from datetime import timedelta
 
 import pytest
+from conftest import make_webhook
 from django.utils import timezone
 
 from deliveries.models import Attempt, Delivery
 from events.catalogue import EVENT_TYPES
 from events.models import Event
 from events.services import build_event
-from webhooks import services as webhook_services
 
 pytestmark = pytest.mark.django_db
-
-
-def make_webhook(organization, url: str, events: list[str] | None = None, secret: str | None = None):
-    """A webhook made through the service (so its secret is encrypted as in production)."""
-    return webhook_services.webhook_create(organization=organization, url=url, events=events or ["*"], secret=secret)
 
 
 PUBLIC_URL = "https://93.184.216.34/hook"

@@ -5,20 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import api_client
 from django.conf import settings
-from rest_framework.test import APIClient
 
 from events.models import Event
 
 pytestmark = pytest.mark.django_db
-
-
-def api_client(key: str) -> APIClient:
-    """A client sending ``key`` as its bearer key. (Not imported from conftest: with several
-    conftest.py files, ``import conftest`` finds whichever was loaded first.)"""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
 
 
 THREAT = {

@@ -155,11 +155,7 @@ def random_string(rng: random.Random) -> str:
 def random_key(rng: random.Random) -> str:
     choice = rng.random()
     if choice < 0.3:
-        return str(
-            rng.choice(
-                [0, 1, 2, 9, 10, 99, 100, 4294967294, 4294967295, rng.randint(0, 2**33)]
-            )
-        )
+        return str(rng.choice([0, 1, 2, 9, 10, 99, 100, 4294967294, 4294967295, rng.randint(0, 2**33)]))
     if choice < 0.4:
         return rng.choice(["01", "-1", "1.0", "1e3", "00", " 1"])
     return random_string(rng)
@@ -183,10 +179,7 @@ def random_number(rng: random.Random) -> int | float:
 def random_value(rng: random.Random, depth: int = 0) -> Any:
     choice = rng.random()
     if depth < 4 and choice < 0.2:
-        return {
-            random_key(rng): random_value(rng, depth + 1)
-            for _ in range(rng.randint(0, 6))
-        }
+        return {random_key(rng): random_value(rng, depth + 1) for _ in range(rng.randint(0, 6))}
     if depth < 4 and choice < 0.3:
         return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 5))]
     if choice < 0.6:
@@ -198,10 +191,9 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
 
 def test_js_dumps_matches_node_when_random_structures() -> None:
     rng = random.Random(20240601)
-    values = [
-        {random_key(rng): random_value(rng) for _ in range(rng.randint(1, 8))}
-        for _ in range(400)
-    ] + [random_number(rng) for _ in range(2000)]
+    values = [{random_key(rng): random_value(rng) for _ in range(rng.randint(1, 8))} for _ in range(400)] + [
+        random_number(rng) for _ in range(2000)
+    ]
     assert_matches_node(values)
 
 
@@ -209,10 +201,7 @@ def test_js_dumps_accepts_subclasses_when_enum_or_ordered_dict() -> None:
     class Level(IntEnum):
         HIGH = 3
 
-    assert (
-        js_dumps(OrderedDict([("b", Level.HIGH), ("1", [Level.HIGH])]))
-        == '{"1":[3],"b":3}'
-    )
+    assert js_dumps(OrderedDict([("b", Level.HIGH), ("1", [Level.HIGH])])) == '{"1":[3],"b":3}'
 
 
 @pytest.mark.parametrize(
@@ -232,9 +221,7 @@ def test_js_dumps_accepts_subclasses_when_enum_or_ordered_dict() -> None:
         (b"bytes", "bytes"),
     ],
 )
-def test_js_dumps_refuses_when_value_not_representable(
-    value: Any, message: str
-) -> None:
+def test_js_dumps_refuses_when_value_not_representable(value: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         js_dumps(value)
     with pytest.raises(ValueError, match=message):

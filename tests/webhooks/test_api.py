@@ -8,26 +8,13 @@ import io
 import json
 
 import pytest
+from conftest import api_client, make_webhook
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from webhooks import services as webhook_services
 from webhooks.models import Webhook
 
 pytestmark = pytest.mark.django_db
-
-
-def api_client(key: str) -> APIClient:
-    """A client sending ``key`` as its bearer key. (Not imported from conftest: with several
-    conftest.py files, ``import conftest`` finds whichever was loaded first.)"""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
-
-
-def make_webhook(organization, url: str, events: list[str] | None = None, secret: str | None = None):
-    """A webhook made through the service (so its secret is encrypted as in production)."""
-    return webhook_services.webhook_create(organization=organization, url=url, events=events or ["*"], secret=secret)
 
 
 # IP literals: valid destinations need no DNS (the test machine has no internet).

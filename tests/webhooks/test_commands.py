@@ -7,21 +7,13 @@ import json
 import re
 
 import pytest
+from conftest import api_client
 from django.core.management import CommandError, call_command
-from rest_framework.test import APIClient
 
 from events.models import Event
 from webhooks.models import ApiKey, Organization
 
 pytestmark = pytest.mark.django_db
-
-
-def api_client(key: str) -> APIClient:
-    """A client sending ``key`` as its bearer key. (Not imported from conftest: with several
-    conftest.py files, ``import conftest`` finds whichever was loaded first.)"""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
 
 
 def _run(*args: str) -> str:
