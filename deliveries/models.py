@@ -23,9 +23,7 @@ class Delivery(models.Model):
     # Denormalized from the webhook so that scoping and rate limiting need no join.
     organization = models.ForeignKey("webhooks.Organization", on_delete=models.CASCADE, related_name="+")
     # Indexed by the history indexes below (webhook first); no separate single-column index.
-    webhook = models.ForeignKey(
-        "webhooks.Webhook", on_delete=models.CASCADE, related_name="deliveries", db_index=False
-    )
+    webhook = models.ForeignKey("webhooks.Webhook", on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     event = models.ForeignKey("events.Event", on_delete=models.CASCADE, related_name="deliveries")
     event_type = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

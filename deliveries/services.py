@@ -116,6 +116,8 @@ def event_fan_out(*, event_id: str) -> list[str]:
                 rows,
             )
         webhook_ids = [target[0] for target in targets]
+        if not targets and not Event.objects.filter(id=event_id).exists():
+            logger.warning("fan-out of %s: no such event (wrong database or broker?)", event_id)
         transaction.on_commit(lambda: wake_all(webhook_ids))
     return webhook_ids
 

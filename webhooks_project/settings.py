@@ -232,6 +232,11 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Celery logs two lines per task at INFO; with thousands of tasks a second that is noise.
+    "loggers": {
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
+    },
 }
 
 # --- Celery (read by webhooks_project/celery.py through the CELERY_ namespace) ------------
