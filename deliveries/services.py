@@ -62,6 +62,8 @@ DISABLED_ERROR = "webhook disabled: not attempted"
 GRANT_HORIZON_SECONDS = ratelimit.SECOND_WINDOW_GUARD_MS / 1000 / 2
 # Most grants taken at once, so one drain never holds much of an organization's second.
 MAX_GRANT_CHUNK = 10
+# A receiver answering 410 Gone asks us to stop: its webhook is disabled at once (Standard Webhooks).
+GONE = 410
 
 
 # --- Fan-out -----------------------------------------------------------------------------
@@ -241,6 +243,8 @@ def _drain_with_slot(webhook_id: str) -> DrainOutcome:
             started = time.monotonic()
             sent.append(_send(item, webhook, secrets))
             grants.observe(time.monotonic() - started)
+            if sent[-1].result.status == GONE:
+                break  # _record disables the webhook; nothing more goes to this receiver
         unsent = claimed[len(sent) :]
         if unsent:
             _release(unsent, delay=wait or 0)
@@ -251,6 +255,8 @@ def _drain_with_slot(webhook_id: str) -> DrainOutcome:
         retry_in = _earliest(retry_in, next_retry)
         if wait is not None:
             return DrainOutcome(sent=sent_total, retry_in=_earliest(retry_in, wait))
+        if sent and sent[-1].result.status == GONE:
+            return DrainOutcome(sent=sent_total, again=bool(unsent))
         if unsent or time.monotonic() > budget_end:
             return DrainOutcome(sent=sent_total, again=True, retry_in=retry_in)
 
@@ -432,7 +438,7 @@ def _record(sent: list[Sent], webhook: Webhook) -> float | None:
         number = s.claimed.attempts + 1
         if result.ok:
             status, delay = Delivery.Status.SUCCEEDED, None
-        elif result.status == 410:
+        elif result.status == GONE:
             # Gone: the receiver asks us to stop (Standard Webhooks); no retry.
             status, delay, gone = Delivery.Status.FAILED, None, True
         else:

@@ -129,3 +129,20 @@ def test_secrets_absent_from_database_dump_when_stored(tenant, receiver):
     assert created.webhook.id in dump  # the dump does hold the webhook
     for secret in (chosen, rotated, generated, generated.removeprefix("whsec_"), tenant.key):
         assert secret not in dump
+
+
+def test_drain_stops_and_disables_webhook_when_receiver_answers_gone(tenant, receiver, redis_client):
+    created = make_webhook(tenant.organization, receiver.url("/gone"))
+    receiver.responses["/gone"] = 410
+    for n in range(3):
+        services.event_fan_out(event_id=emit(tenant.organization, "test.ping", {"message": str(n)}).id)
+
+    outcome = services.webhook_drain(webhook_id=created.webhook.id)
+    services.webhook_drain(webhook_id=created.webhook.id)
+
+    assert len(receiver.received()) == 1  # nothing more is sent once the receiver said Gone
+    webhook = Webhook.objects.get(id=created.webhook.id)
+    assert (webhook.enabled, webhook.disabled_reason) == (False, "receiver answered 410 Gone")
+    assert outcome.again  # the other two were due: the next drain marks them failed, unattempted
+    statuses = sorted(Delivery.objects.filter(webhook=webhook).values_list("status", "attempts"))
+    assert statuses == [("failed", 0), ("failed", 0), ("failed", 1)]
