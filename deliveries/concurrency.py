@@ -138,5 +138,14 @@ def mark_wake_pending(client: redis.Redis, webhook_id: str, ttl_seconds: float) 
     return bool(client.set(_wake_key(webhook_id), b"1", nx=True, px=ttl_ms))
 
 
+def mark_wakes_pending(client: redis.Redis, webhook_ids: list[str], ttl_seconds: float) -> list[bool]:
+    """``mark_wake_pending`` for several endpoints in one round trip."""
+    ttl_ms = _to_ms(ttl_seconds, "ttl_seconds")
+    pipe = client.pipeline(transaction=False)
+    for webhook_id in webhook_ids:
+        pipe.set(_wake_key(webhook_id), b"1", nx=True, px=ttl_ms)
+    return [bool(reply) for reply in pipe.execute()]
+
+
 def clear_wake_pending(client: redis.Redis, webhook_id: str) -> None:
     client.delete(_wake_key(webhook_id))

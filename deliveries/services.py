@@ -128,8 +128,16 @@ def event_fan_out(*, event_id: str) -> list[str]:
 
 
 def wake_all(webhook_ids: list[str]) -> None:
-    for webhook_id in webhook_ids:
-        wake(webhook_id)
+    """Immediate, coalesced wakes for several webhooks: one Redis round trip for the flags."""
+    if not webhook_ids:
+        return
+    try:
+        newly = concurrency.mark_wakes_pending(get_redis(), webhook_ids, WAKE_PENDING_TTL_SECONDS)
+    except redis.RedisError:
+        newly = [True] * len(webhook_ids)  # cannot coalesce: wake them all rather than none
+    for webhook_id, is_new in zip(webhook_ids, newly, strict=True):
+        if is_new:
+            wake(webhook_id, coalesce=False)
 
 
 def wake(webhook_id: str, *, countdown: float | None = None, coalesce: bool = True) -> None:

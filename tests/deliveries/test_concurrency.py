@@ -13,6 +13,7 @@ from deliveries.concurrency import (
     acquire_slot,
     clear_wake_pending,
     mark_wake_pending,
+    mark_wakes_pending,
     release_slot,
     renew_slot,
 )
@@ -153,3 +154,9 @@ def test_mark_wake_pending_sets_again_when_ttl_lapses(client: redis.Redis) -> No
     _, elapsed = poll_until(lambda: mark_wake_pending(client, "wh-1", SHORT_LEASE_S))
 
     assert elapsed >= SHORT_LEASE_S - 0.01
+
+
+def test_mark_wakes_pending_sets_each_flag_once_when_called_for_several(client) -> None:
+    assert mark_wakes_pending(client, ["whk_a", "whk_b"], 10) == [True, True]
+    assert mark_wakes_pending(client, ["whk_b", "whk_c"], 10) == [False, True]
+    assert mark_wake_pending(client, "whk_a", 10) is False
