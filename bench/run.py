@@ -47,6 +47,8 @@ from urllib.parse import urlparse  # noqa: E402
 import harness  # noqa: E402
 from harness import LOGS, RESULTS, CpuMeter, Proc, percentile  # noqa: E402
 
+from events.catalogue import EVENT_TYPES  # noqa: E402 - pure module, no Django needed
+
 SCENARIOS = ("throughput", "floor", "latency", "isolation", "emit", "history", "rss")
 
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/webhooks_bench")
@@ -81,15 +83,8 @@ HISTORY_REQUESTS = 200
 # Rate limits so high they never bind: the benchmark measures the pipeline, not the limiter.
 UNBOUND_RATE = "1000000000"
 
-DATA = {
-    "threat_id": "thr_xyz789",
-    "severity": "high",
-    "type": "data_exfiltration",
-    "description": "Attempted to access sensitive API keys",
-    "agent": {"id": "agt_def456", "hostname": "john-laptop", "user": "user@example.com"},
-    "mcp_server": {"name": "custom-server", "command": "node server.js"},
-    "details": {"tool": "filesystem_read", "path": "/home/user/.env", "blocked": True},
-}
+# The document's threat.detected example, as the catalogue holds it.
+DATA = EVENT_TYPES["threat.detected"].sample
 
 
 def _choose_redis_url() -> str:
