@@ -121,8 +121,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    server = ThreadingHTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "3000"))), Handler)
-    print(f"listening on http://{server.server_address[0]}:{server.server_address[1]}/webhook", flush=True)
+    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "3000"))
+    server = ThreadingHTTPServer((host, port), Handler)
+    print(f"listening on http://{host}:{server.server_port}/webhook", flush=True)
     server.serve_forever()
 
 
