@@ -21,7 +21,7 @@ from events import catalogue
 EVENT_TYPES = tuple(name for name in catalogue.names() if name != "test.ping")
 
 _EVENTS_SQL = """
-INSERT INTO events_event (id, type, payload, created_at, idempotency_key, fanned_out_at, organization_id)
+INSERT INTO events_event (id, type, payload, created_at, idempotency_key, organization_id)
 SELECT 'evt_h' || lpad(g::text, 25, '0'),
        (%(types)s::text[])[1 + g %% 8],
        '{"id":"evt_h' || lpad(g::text, 25, '0') || '","event":"' || (%(types)s::text[])[1 + g %% 8]
@@ -31,7 +31,6 @@ SELECT 'evt_h' || lpad(g::text, 25, '0'),
          || '"hostname":"john-laptop","user":"user@example.com"}}}',
        now() - %(days)s * interval '1 day' * (1 - g::float8 / %(events)s),
        NULL,
-       now() - %(days)s * interval '1 day' * (1 - g::float8 / %(events)s),
        %(org)s
 FROM generate_series(1, %(events)s) AS g
 """

@@ -20,8 +20,11 @@ class Delivery(models.Model):
     OPEN_STATUSES = (Status.PENDING, Status.RETRYING)
 
     id = models.CharField(primary_key=True, max_length=40, default=partial(new_id, "dlv"), editable=False)
-    # Denormalized from the webhook so that scoping and rate limiting need no join.
-    organization = models.ForeignKey("webhooks.Organization", on_delete=models.CASCADE, related_name="+")
+    # Denormalized from the webhook so that scoping and rate limiting need no join. Not indexed:
+    # every read goes through a webhook (history indexes), and each index costs every write.
+    organization = models.ForeignKey(
+        "webhooks.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     # Indexed by the history indexes below (webhook first); no separate single-column index.
     webhook = models.ForeignKey("webhooks.Webhook", on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     event = models.ForeignKey("events.Event", on_delete=models.CASCADE, related_name="deliveries")
@@ -65,7 +68,8 @@ class Delivery(models.Model):
 
 
 class Attempt(models.Model):
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    # Indexed by attempt_unique_number (delivery first); no separate single-column index.
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log", db_index=False)
     number = models.PositiveIntegerField()
     requested_at = models.DateTimeField()
     response_status = models.PositiveIntegerField(null=True, blank=True)

@@ -2,16 +2,20 @@
 
 How a delivery moves:
 
-* ``event_fan_out`` turns one stored event into one delivery row per subscribed, enabled
-  webhook (in one transaction) and, after commit, wakes each of those webhooks.
-* A wake is a ``deliveries.drain`` message naming a webhook. ``webhook_drain`` takes one of the
-  endpoint's concurrency slots (WEBHOOK_ENDPOINT_CONCURRENCY, cluster-wide), then repeatedly
-  claims a batch of due deliveries in PostgreSQL (a lease: ``lease_until``), sends them over
-  one keep-alive connection, each only once the rate limiter grants it, gives back what was
-  not sent, and records every attempt and outcome in two set-based statements.
+* ``emit`` stores an event and, in the same transaction, one delivery row per subscribed,
+  enabled webhook (``event_fan_out_at_emit``); after commit it wakes each of those webhooks.
+* A wake is a ``deliveries.drain`` message naming a webhook. While one is pending or running,
+  the webhook's wake-pending flag is set and further wakes send nothing: the running drain's
+  next claim picks their deliveries up. ``webhook_drain`` takes one of the endpoint's
+  concurrency slots (WEBHOOK_ENDPOINT_CONCURRENCY, cluster-wide), then repeatedly claims due
+  deliveries in PostgreSQL (a lease: ``lease_until``) — as many as it sends in about
+  SLOW_BATCH_SECONDS, at most WEBHOOK_BATCH_SIZE — sends them over one keep-alive connection,
+  each only once the rate limiter grants it, gives back what was not sent, and records every
+  attempt and outcome in one set-based statement. A slow receiver with more waiting gets
+  another drain beside it, up to its slots.
 * PostgreSQL is the source of truth: ``next_attempt_at`` is committed before any message that
-  announces it is sent; ``sweep`` re-wakes webhooks with due, unleased deliveries and re-runs
-  fan-outs that never ran, so a lost message is never a lost delivery.
+  announces it is sent; ``sweep`` re-wakes webhooks with due, unleased deliveries, so a lost
+  message is never a lost delivery.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -44,7 +48,6 @@ from webhooks_project.redis import get_redis
 logger = logging.getLogger(__name__)
 
 DRAIN_TASK = "deliveries.drain"
-FAN_OUT_TASK = "deliveries.fan_out"
 # Room between the end of the last send a lease allows and the lease's expiry.
 LEASE_MARGIN_SECONDS = 10.0
 # How long a coalesced wake stays "pending" if its message never runs (the sweeper covers it).
@@ -53,13 +56,14 @@ WAKE_PENDING_TTL_SECONDS = 15.0
 COUNTDOWN_HEADROOM = 0.9
 # When Redis (the rate limiter) cannot be reached, deliveries wait this long and try again.
 REDIS_DOWN_WAIT_SECONDS = 5.0
-# Fan-outs younger than this are left to the fast path by the sweeper.
-SWEEP_FAN_OUT_GRACE_SECONDS = 5.0
 # Rows the sweeper handles per run; the next run takes the rest.
 SWEEP_BATCH = 1000
 DISABLED_ERROR = "webhook disabled: not attempted"
 # Grants are used within this long of being given (the limiter's allowance for send lag).
 GRANT_HORIZON_SECONDS = ratelimit.SECOND_WINDOW_GUARD_MS / 1000 / 2
+# A drain claims what it can send in about this long; more waiting at a receiver slower than
+# that brings another drain beside it (up to WEBHOOK_ENDPOINT_CONCURRENCY).
+SLOW_BATCH_SECONDS = 1.0
 # Most grants taken at once, so one drain never holds much of an organization's second.
 MAX_GRANT_CHUNK = 10
 # A receiver answering 410 Gone asks us to stop: its webhook is disabled at once (Standard Webhooks).
@@ -84,44 +88,45 @@ def bookkeeping() -> Iterator[Any]:
         yield cursor
 
 
-_FAN_OUT_SQL = """
-WITH event AS (
-    UPDATE events_event SET fanned_out_at = now()
-    WHERE id = %s AND fanned_out_at IS NULL
-    RETURNING id, organization_id, type, created_at
-)
-SELECT w.id, event.organization_id, event.type, event.created_at
-FROM event JOIN webhooks_webhook w ON w.organization_id = event.organization_id
-WHERE w.enabled AND (w.events @> jsonb_build_array(event.type) OR w.events @> '["*"]'::jsonb)
+_SUBSCRIBED_SQL = """
+SELECT id FROM webhooks_webhook
+WHERE organization_id = %s AND enabled
+  AND (events @> jsonb_build_array(%s::text) OR events @> '["*"]'::jsonb)
+FOR KEY SHARE
 """
+
+
+def event_fan_out_at_emit(*, event: Event) -> list[str]:
+    """Inside ``emit``'s transaction: one delivery per enabled webhook subscribed to the event.
+
+    The event and its deliveries commit together, durably; the webhooks are woken after the
+    commit. The share lock keeps a webhook from being deleted between this read and the commit.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_SUBSCRIBED_SQL, [event.organization_id, event.type])
+        webhook_ids = [row[0] for row in cursor.fetchall()]
+        _insert_deliveries(cursor, event.id, event.organization_id, event.type, event.created_at, webhook_ids)
+    transaction.on_commit(lambda: wake_all(webhook_ids))
+    return webhook_ids
+
+
 _INSERT_DELIVERY_ROW = "(%s, %s, %s, %s, %s, 'pending', 0, '', %s, now())"
 
 
-def event_fan_out(*, event_id: str) -> list[str]:
-    """Create the event's deliveries once; return the webhook ids that got one.
-
-    One transaction: mark the event fanned out (a row lock, so a concurrent duplicate waits and
-    then finds nothing to do), pick the enabled webhooks subscribed to its type, and insert one
-    delivery each. Idempotent: a second run (duplicate message, sweeper) adds nothing.
-    """
-    with bookkeeping() as cursor:
-        cursor.execute(_FAN_OUT_SQL, [event_id])
-        targets = cursor.fetchall()
-        if targets:
-            rows: list[object] = []
-            for webhook_id, organization_id, event_type, created_at in targets:
-                rows += [new_id("dlv"), organization_id, webhook_id, event_id, event_type, created_at]
-            cursor.execute(
-                "INSERT INTO deliveries_delivery (id, organization_id, webhook_id, event_id, event_type,"
-                " status, attempts, last_error, created_at, next_attempt_at) VALUES "
-                + ", ".join([_INSERT_DELIVERY_ROW] * len(targets)),
-                rows,
-            )
-        webhook_ids = [target[0] for target in targets]
-        if not targets and not Event.objects.filter(id=event_id).exists():
-            logger.warning("fan-out of %s: no such event (wrong database or broker?)", event_id)
-        transaction.on_commit(lambda: wake_all(webhook_ids))
-    return webhook_ids
+def _insert_deliveries(
+    cursor: Any, event_id: str, organization_id: str, event_type: str, created_at: datetime, webhook_ids: list[str]
+) -> None:
+    if not webhook_ids:
+        return
+    rows: list[object] = []
+    for webhook_id in webhook_ids:
+        rows += [new_id("dlv"), organization_id, webhook_id, event_id, event_type, created_at]
+    cursor.execute(
+        "INSERT INTO deliveries_delivery (id, organization_id, webhook_id, event_id, event_type,"
+        " status, attempts, last_error, created_at, next_attempt_at) VALUES "
+        + ", ".join([_INSERT_DELIVERY_ROW] * len(webhook_ids)),
+        rows,
+    )
 
 
 # --- Waking a webhook's drain loop -------------------------------------------------------
@@ -199,10 +204,15 @@ def lease_seconds() -> float:
 
 
 def webhook_drain(*, webhook_id: str) -> DrainOutcome:
-    """Send what is due for one webhook, within a slot and a time budget."""
+    """Send what is due for one webhook, within a slot and a time budget.
+
+    The webhook's wake-pending flag stays set while the drain runs, so events emitted
+    meanwhile send no wake-up of their own: this drain's next claim picks them up. It is
+    cleared when the drain ends, then the database is asked once more whether anything is due
+    (an event committed before the clear found the flag set and sent nothing).
+    """
     client = get_redis()
     try:
-        concurrency.clear_wake_pending(client, webhook_id)
         slot_lease = settings.WEBHOOK_DRAIN_SECONDS + lease_seconds()
         token = concurrency.acquire_slot(
             client, webhook_id, limit=settings.WEBHOOK_ENDPOINT_CONCURRENCY, lease_seconds=slot_lease
@@ -211,16 +221,28 @@ def webhook_drain(*, webhook_id: str) -> DrainOutcome:
         logger.warning("redis unavailable; drain of %s waits", webhook_id)
         return DrainOutcome(retry_in=REDIS_DOWN_WAIT_SECONDS)
     if token is None:
+        # The drains holding the slots check for due work when they end.
         return DrainOutcome(busy=True)
     try:
         outcome = _drain_with_slot(webhook_id)
     finally:
-        with contextlib.suppress(redis.RedisError):  # the slot's lease expires by itself
+        with contextlib.suppress(redis.RedisError):  # the slot's lease and the flag expire by themselves
             concurrency.release_slot(client, webhook_id, token)
+            concurrency.clear_wake_pending(client, webhook_id)
     if not outcome.again and _has_due(webhook_id):
-        # Work that arrived while this drain held the slot, and whose wake found it busy.
         return DrainOutcome(sent=outcome.sent, again=True, retry_in=outcome.retry_in)
     return outcome
+
+
+def _claim_size(send_seconds: float | None) -> int:
+    """How many deliveries to claim at once: what one drain sends within SLOW_BATCH_SECONDS.
+
+    Until a send has been timed, one; a fast receiver then gets whole batches, a slow one a
+    few at a time, leaving the rest to the drains beside it.
+    """
+    if send_seconds is None:
+        return 1
+    return max(1, min(settings.WEBHOOK_BATCH_SIZE, int(SLOW_BATCH_SECONDS / max(send_seconds, 1e-4))))
 
 
 def _drain_with_slot(webhook_id: str) -> DrainOutcome:
@@ -235,10 +257,15 @@ def _drain_with_slot(webhook_id: str) -> DrainOutcome:
     budget_end = time.monotonic() + settings.WEBHOOK_DRAIN_SECONDS
     sent_total = 0
     retry_in: float | None = None
+    send_seconds: float | None = None  # a moving average of this receiver's answers
     while True:
-        claimed = _claim(webhook_id, settings.WEBHOOK_BATCH_SIZE)
+        limit = _claim_size(send_seconds)
+        claimed = _claim(webhook_id, limit)
         if not claimed:
             return DrainOutcome(sent=sent_total, retry_in=retry_in)
+        if len(claimed) == limit < settings.WEBHOOK_BATCH_SIZE and send_seconds is not None:
+            # A slow receiver with more waiting: another drain beside this one (if a slot is free).
+            wake(webhook_id, coalesce=False)
         claimed_at = time.monotonic()
         sent: list[Sent] = []
         wait: float | None = None  # set when the rate limiter (or Redis being down) stops us
@@ -250,7 +277,9 @@ def _drain_with_slot(webhook_id: str) -> DrainOutcome:
                 break
             started = time.monotonic()
             sent.append(_send(item, webhook, secrets))
-            grants.observe(time.monotonic() - started)
+            took = time.monotonic() - started
+            grants.observe(took)
+            send_seconds = took if send_seconds is None else 0.8 * send_seconds + 0.2 * took
             if sent[-1].result.status == GONE:
                 break  # _record disables the webhook; nothing more goes to this receiver
         unsent = claimed[len(sent) :]
@@ -499,22 +528,11 @@ def webhook_disable(*, webhook_id: str, reason: str) -> None:
 # --- The sweeper -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SweepOutcome:
-    fan_outs: int
-    wakes: int
+def sweep() -> int:
+    """Re-wake every webhook the database says has overdue deliveries; return how many.
 
-
-def sweep() -> SweepOutcome:
-    """Re-enqueue what the database says is overdue: lost messages never lose deliveries."""
-    stale = timezone.now() - timedelta(seconds=SWEEP_FAN_OUT_GRACE_SECONDS)
-    event_ids = list(
-        Event.objects.filter(fanned_out_at__isnull=True, created_at__lt=stale)
-        .order_by("created_at")
-        .values_list("id", flat=True)[:SWEEP_BATCH]
-    )
-    for event_id in event_ids:
-        celery_app.send_task(FAN_OUT_TASK, args=[event_id])
+    Lost messages never lose deliveries: the rows say what is due.
+    """
     webhook_ids = list(
         Delivery.objects.filter(
             Q(lease_until__isnull=True) | Q(lease_until__lt=Now()),
@@ -531,9 +549,9 @@ def sweep() -> SweepOutcome:
     for webhook_id in webhook_ids:
         # Not coalesced: a pending flag may belong to a message the broker has lost.
         wake(webhook_id, coalesce=False)
-    if event_ids or webhook_ids:
-        logger.info("sweep: %d fan-outs, %d webhooks woken", len(event_ids), len(webhook_ids))
-    return SweepOutcome(fan_outs=len(event_ids), wakes=len(webhook_ids))
+    if webhook_ids:
+        logger.info("sweep: %d webhooks woken", len(webhook_ids))
+    return len(webhook_ids)
 
 
 # --- Test events and manual redelivery ---------------------------------------------------
@@ -543,7 +561,6 @@ def delivery_send_test(*, webhook: Webhook, event_type: str) -> Delivery:
     """Send a signed sample of ``event_type`` to this one webhook; returns its delivery."""
     event = build_event(webhook.organization_id, event_type, dict(EVENT_TYPES[event_type].sample))
     with transaction.atomic():
-        event.fanned_out_at = timezone.now()
         event.save(force_insert=True)
         delivery = Delivery.objects.create(
             organization_id=webhook.organization_id,

@@ -7,11 +7,6 @@ from celery import shared_task
 from deliveries import maintenance, services
 
 
-@shared_task(name="deliveries.fan_out")
-def fan_out(event_id: str) -> None:
-    services.event_fan_out(event_id=event_id)
-
-
 @shared_task(name="deliveries.drain")
 def drain(webhook_id: str) -> None:
     outcome = services.webhook_drain(webhook_id=webhook_id)

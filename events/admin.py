@@ -43,7 +43,7 @@ class LargeTablePaginator(Paginator):
 class EventAdmin(admin.ModelAdmin):
     """Read-only: events are emitted by producers, never edited."""
 
-    list_display = ["id", "type", "organization", "created_at", "fanned_out_at"]
+    list_display = ["id", "type", "organization", "created_at"]
     list_select_related = ["organization"]
     # Exact matches only, so a search is an index lookup: event id, event type, organization id.
     search_fields = ["=id", "=type", "=organization__id"]
@@ -52,7 +52,7 @@ class EventAdmin(admin.ModelAdmin):
     ordering = ["-id"]
     show_full_result_count = False
     paginator = LargeTablePaginator
-    fields = ["id", "type", "organization", "created_at", "fanned_out_at", "idempotency_key", "pretty_payload"]
+    fields = ["id", "type", "organization", "created_at", "idempotency_key", "pretty_payload"]
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

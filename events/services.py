@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, timedelta
 from typing import Any
@@ -9,18 +10,19 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from events import catalogue
 from events.encoding import check_json_value, js_dumps
 from events.models import Event
 from webhooks.models import Organization
-from webhooks_project.celery import app as celery_app
 from webhooks_project.ids import new_id
 
 logger = logging.getLogger(__name__)
 
-# The delivery app's fan-out task, named rather than imported: events never imports deliveries.
-FAN_OUT_TASK = "deliveries.fan_out"
+# The delivery app's fan-out, named rather than imported: events never imports deliveries.
+# It runs inside emit's transaction, so an event is stored with its deliveries or not at all.
+FAN_OUT = "deliveries.services.event_fan_out_at_emit"
 
 
 class EmitError(ValueError):
@@ -73,7 +75,7 @@ def emit(
     *,
     idempotency_key: str | None = None,
 ) -> Event:
-    """Store an event and, once committed, hand it to the fan-out.
+    """Store an event and its deliveries in one durable transaction; wake the senders after commit.
 
     With ``idempotency_key``, a repeat from the same organization within
     WEBHOOK_IDEMPOTENCY_WINDOW returns the original event and emits nothing new.
@@ -88,20 +90,17 @@ def emit(
 
     event = build_event(org_id, event_type, data)
     event.idempotency_key = idempotency_key or None
-    now = event.created_at
     try:
-        if idempotency_key:
-            with transaction.atomic():
+        with transaction.atomic():
+            if idempotency_key:
                 # A key older than the window is free again.
                 Event.objects.filter(
                     organization_id=org_id,
                     idempotency_key=idempotency_key,
-                    created_at__lt=now - timedelta(seconds=settings.WEBHOOK_IDEMPOTENCY_WINDOW),
+                    created_at__lt=event.created_at - timedelta(seconds=settings.WEBHOOK_IDEMPOTENCY_WINDOW),
                 ).update(idempotency_key=None)
-                event.save(force_insert=True)
-        else:
-            event.save(force_insert=True)  # one statement: its own transaction unless in one
-        transaction.on_commit(lambda: hand_off(event.id))
+            event.save(force_insert=True)
+            _fan_out()(event=event)
     except IntegrityError as exc:
         if idempotency_key:
             original = _recent_event(org_id, idempotency_key)
@@ -113,12 +112,9 @@ def emit(
     return event
 
 
-def hand_off(event_id: str) -> None:
-    """Enqueue the fan-out. If the broker is down the sweeper will find the event later."""
-    try:
-        celery_app.send_task(FAN_OUT_TASK, args=[event_id])
-    except Exception:  # noqa: BLE001 - the database row is the promise; the broker a fast path
-        logger.warning("fan-out of %s not enqueued; the sweeper will run it", event_id)
+@functools.cache
+def _fan_out():
+    return import_string(FAN_OUT)
 
 
 def _recent_event(org_id: str, idempotency_key: str) -> Event | None:

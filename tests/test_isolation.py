@@ -66,7 +66,6 @@ ROUTES = _routes()
 
 def make_delivery(webhook, event_type: str = "threat.detected", **fields) -> Delivery:
     event = build_event(webhook.organization_id, event_type, dict(EVENT_TYPES[event_type].sample))
-    event.fanned_out_at = timezone.now()
     event.save(force_insert=True)
     return Delivery.objects.create(
         organization_id=webhook.organization_id, webhook=webhook, event=event, event_type=event_type, **fields

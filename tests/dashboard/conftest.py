@@ -68,7 +68,6 @@ def make_delivery(
     from events.services import build_event
 
     event = build_event(webhook.organization_id, event_type, dict(EVENT_TYPES[event_type].sample))
-    event.fanned_out_at = timezone.now()
     event.save(force_insert=True)
     created_at = created_at or timezone.now()
     delivery = Delivery.objects.create(

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 from conftest import make_webhook
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
@@ -19,6 +19,7 @@ from deliveries import services
 from deliveries.models import Delivery
 from deliveries.signing import documented_signature
 from events import emit
+from events.models import Event
 from webhooks import services as webhook_services
 from webhooks.models import Webhook
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def deliver_all(event_id: str) -> list[str]:
-    webhook_ids = services.event_fan_out(event_id=event_id)
+    webhook_ids = list(Delivery.objects.filter(event_id=event_id).values_list("webhook_id", flat=True))
     for webhook_id in webhook_ids:
         services.webhook_drain(webhook_id=webhook_id)
     return webhook_ids
@@ -85,8 +86,7 @@ def test_drain_signs_with_new_secret_only_after_overlap(tenant, receiver, redis_
 
 def test_drain_marks_due_deliveries_failed_when_webhook_disabled(tenant, receiver, redis_client):
     created = make_webhook(tenant.organization, receiver.url())
-    event = emit(tenant.organization, "test.ping", {"message": "hi"})
-    services.event_fan_out(event_id=event.id)
+    emit(tenant.organization, "test.ping", {"message": "hi"})
     webhook_services.webhook_update(webhook=created.webhook, changes={"enabled": False})
 
     services.webhook_drain(webhook_id=created.webhook.id)
@@ -98,19 +98,38 @@ def test_drain_marks_due_deliveries_failed_when_webhook_disabled(tenant, receive
     assert "disabled" in delivery.last_error
 
 
-def test_fan_out_skips_disabled_and_unsubscribed_webhooks(tenant, other_tenant, receiver, redis_client):
+def _subscriptions(tenant, other_tenant, receiver) -> list[str]:
+    """Five webhooks of which only the first two should get a threat.detected of ``tenant``."""
     subscribed = make_webhook(tenant.organization, receiver.url("/a"), events=["threat.detected"])
     wildcard = make_webhook(tenant.organization, receiver.url("/b"), events=["*"])
     make_webhook(tenant.organization, receiver.url("/c"), events=["agent.online"])
     make_webhook(tenant.organization, receiver.url("/d"), events=["*"], enabled=False)
     make_webhook(other_tenant.organization, receiver.url("/e"), events=["*"])
+    return sorted([subscribed.webhook.id, wildcard.webhook.id])
+
+
+def test_emit_fans_out_to_enabled_subscribed_webhooks_only(tenant, other_tenant, receiver, redis_client):
+    expected = _subscriptions(tenant, other_tenant, receiver)
+
     event = emit(tenant.organization, "threat.detected", {"threat_id": "thr_1"})
 
-    webhook_ids = services.event_fan_out(event_id=event.id)
+    assert sorted(Delivery.objects.filter(event_id=event.id).values_list("webhook_id", flat=True)) == expected
 
-    assert sorted(webhook_ids) == sorted([subscribed.webhook.id, wildcard.webhook.id])
-    assert services.event_fan_out(event_id=event.id) == []  # a second run adds nothing
-    assert Delivery.objects.filter(event_id=event.id).count() == 2
+
+def test_emit_stores_neither_event_nor_deliveries_when_caller_rolls_back(tenant, receiver, redis_client):
+    make_webhook(tenant.organization, receiver.url())
+
+    def emit_in_failing_transaction() -> None:
+        with transaction.atomic():
+            emit(tenant.organization, "test.ping", {"message": "never"})
+            raise RuntimeError("the caller's transaction fails")
+
+    with pytest.raises(RuntimeError):
+        emit_in_failing_transaction()
+
+    assert not Event.objects.exists()
+    assert not Delivery.objects.exists()
+    assert redis_client.keys("*wake*") == []  # nothing was woken for it
 
 
 def test_secrets_absent_from_database_dump_when_stored(tenant, receiver):
@@ -135,7 +154,7 @@ def test_drain_stops_and_disables_webhook_when_receiver_answers_gone(tenant, rec
     created = make_webhook(tenant.organization, receiver.url("/gone"))
     receiver.responses["/gone"] = 410
     for n in range(3):
-        services.event_fan_out(event_id=emit(tenant.organization, "test.ping", {"message": str(n)}).id)
+        emit(tenant.organization, "test.ping", {"message": str(n)})
 
     outcome = services.webhook_drain(webhook_id=created.webhook.id)
     services.webhook_drain(webhook_id=created.webhook.id)

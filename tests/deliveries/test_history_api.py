@@ -39,7 +39,6 @@ def make_delivery(webhook, event_type: str = "threat.detected", *, created_at=No
     created_at = created_at or timezone.now()
     event = build_event(webhook.organization_id, event_type, dict(EVENT_TYPES[event_type].sample))
     event.created_at = created_at
-    event.fanned_out_at = created_at
     event.save(force_insert=True)
     return Delivery.objects.create(
         organization_id=webhook.organization_id,

@@ -23,7 +23,6 @@ def add_delivery(webhook: Webhook, *, age: timedelta, status: str, attempts: int
     at = timezone.now() - age
     event = build_event(webhook.organization_id, "test.ping", {"message": "hi"})
     event.created_at = at
-    event.fanned_out_at = at
     event.save(force_insert=True)
     if http is None:
         http = 200 if status == "succeeded" else 500
