@@ -6,7 +6,10 @@ loopback receiver; the end-to-end tests with a worker live in tests/e2e.
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -24,6 +27,8 @@ from webhooks import services as webhook_services
 from webhooks.models import Webhook
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+QUEUE = "webhooks"  # CELERY_TASK_DEFAULT_QUEUE: the Redis list the messages wait in
 
 
 def deliver_all(event_id: str) -> list[str]:
@@ -130,6 +135,72 @@ def test_emit_stores_neither_event_nor_deliveries_when_caller_rolls_back(tenant,
     assert not Event.objects.exists()
     assert not Delivery.objects.exists()
     assert redis_client.keys("*wake*") == []  # nothing was woken for it
+
+
+def _answers_after(seconds: float):
+    def respond(_handler):
+        time.sleep(seconds)
+        return 200, {}, b"ok"
+
+    return respond
+
+
+def _drain_messages(redis_client, webhook_id: str) -> int:
+    """Drain messages waiting in the broker for ``webhook_id``."""
+    messages = [json.loads(raw) for raw in redis_client.lrange(QUEUE, 0, -1)]
+    return sum(m["headers"]["task"] == "deliveries.drain" and webhook_id in m["headers"]["argsrepr"] for m in messages)
+
+
+def _drain_in_thread(webhook_id: str) -> tuple[threading.Thread, list]:
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(services.webhook_drain(webhook_id=webhook_id))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_event_emitted_during_a_drain_is_sent_by_it_without_a_wake_message(tenant, receiver, redis_client):
+    webhook = make_webhook(tenant.organization, receiver.url("/slow")).webhook
+    receiver.responses["/slow"] = _answers_after(0.3)
+    first = emit(tenant.organization, "test.ping", {"message": "first"})
+    assert _drain_messages(redis_client, webhook.id) == 1
+    redis_client.delete(QUEUE)  # this test runs that drain itself, as a worker would
+
+    thread, outcome = _drain_in_thread(webhook.id)
+    receiver.wait_for(1, timeout=5)  # the drain is now waiting for the receiver's answer
+    second = emit(tenant.organization, "test.ping", {"message": "second"})
+    assert _drain_messages(redis_client, webhook.id) == 0  # the running drain will claim it
+    thread.join(timeout=10)
+
+    assert [r.json()["id"] for r in receiver.received()] == [first.id, second.id]
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"}
+    assert not outcome[0].again
+    assert _drain_messages(redis_client, webhook.id) == 0
+
+
+def test_event_emitted_after_a_drain_wakes_the_webhook_again(tenant, receiver, redis_client):
+    webhook = make_webhook(tenant.organization, receiver.url()).webhook
+    emit(tenant.organization, "test.ping", {"message": "first"})
+    redis_client.delete(QUEUE)
+    services.webhook_drain(webhook_id=webhook.id)
+
+    emit(tenant.organization, "test.ping", {"message": "second"})
+
+    assert _drain_messages(redis_client, webhook.id) == 1
+
+
+def test_claim_size_fits_what_one_drain_sends_in_a_second_when_receiver_speed_is_known(settings):
+    settings.WEBHOOK_BATCH_SIZE = 50
+    assert services._claim_size(None) == 1  # nothing timed yet: one at a time
+    assert services._claim_size(0.001) == 50  # a fast receiver: whole batches
+    assert services._claim_size(0.25) == 4
+    assert services._claim_size(5.0) == 1
 
 
 def test_secrets_absent_from_database_dump_when_stored(tenant, receiver):
