@@ -42,7 +42,6 @@ from events.models import Event
 from events.services import build_event, iso_timestamp
 from webhooks.models import Webhook
 from webhooks_project.celery import app as celery_app
-from webhooks_project.ids import new_id
 from webhooks_project.redis import get_redis
 
 logger = logging.getLogger(__name__)
@@ -88,45 +87,35 @@ def bookkeeping() -> Iterator[Any]:
         yield cursor
 
 
-_SUBSCRIBED_SQL = """
-SELECT id FROM webhooks_webhook
+_FAN_OUT_SQL = """
+INSERT INTO deliveries_delivery
+    (id, organization_id, webhook_id, event_id, event_type, status, attempts, last_error, created_at, next_attempt_at)
+SELECT new_id('dlv'), organization_id, id, %s, %s, 'pending', 0, '', %s, now()
+FROM webhooks_webhook
 WHERE organization_id = %s AND enabled
   AND (events @> jsonb_build_array(%s::text) OR events @> '["*"]'::jsonb)
 FOR KEY SHARE
+RETURNING webhook_id
 """
 
 
-def event_fan_out_at_emit(*, event: Event) -> list[str]:
-    """Inside ``emit``'s transaction: one delivery per enabled webhook subscribed to the event.
+def event_fan_out_at_emit(*, event: Event, store_event: tuple[str, list[object]]) -> list[str]:
+    """Store an event and one delivery per enabled webhook subscribed to it; wake them after commit.
 
-    The event and its deliveries commit together, durably; the webhooks are woken after the
-    commit. The share lock keeps a webhook from being deleted between this read and the commit.
+    ``store_event`` is the events app's SQL for the event row. It and this app's INSERT ...
+    SELECT go to PostgreSQL as one query string: one round trip, and, outside a transaction,
+    one implicit transaction, committed durably, so an event is stored with its deliveries or
+    not at all. The share lock keeps a webhook from being deleted before the commit.
     """
+    sql, params = store_event
     with connection.cursor() as cursor:
-        cursor.execute(_SUBSCRIBED_SQL, [event.organization_id, event.type])
+        cursor.execute(
+            f"{sql};\n{_FAN_OUT_SQL}",
+            [*params, event.id, event.type, event.created_at, event.organization_id, event.type],
+        )
         webhook_ids = [row[0] for row in cursor.fetchall()]
-        _insert_deliveries(cursor, event.id, event.organization_id, event.type, event.created_at, webhook_ids)
-    transaction.on_commit(lambda: wake_all(webhook_ids))
+    transaction.on_commit(lambda: wake_all(webhook_ids))  # at once when not in a transaction
     return webhook_ids
-
-
-_INSERT_DELIVERY_ROW = "(%s, %s, %s, %s, %s, 'pending', 0, '', %s, now())"
-
-
-def _insert_deliveries(
-    cursor: Any, event_id: str, organization_id: str, event_type: str, created_at: datetime, webhook_ids: list[str]
-) -> None:
-    if not webhook_ids:
-        return
-    rows: list[object] = []
-    for webhook_id in webhook_ids:
-        rows += [new_id("dlv"), organization_id, webhook_id, event_id, event_type, created_at]
-    cursor.execute(
-        "INSERT INTO deliveries_delivery (id, organization_id, webhook_id, event_id, event_type,"
-        " status, attempts, last_error, created_at, next_attempt_at) VALUES "
-        + ", ".join([_INSERT_DELIVERY_ROW] * len(webhook_ids)),
-        rows,
-    )
 
 
 # --- Waking a webhook's drain loop -------------------------------------------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from datetime import UTC, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -21,8 +22,16 @@ from webhooks_project.ids import new_id
 logger = logging.getLogger(__name__)
 
 # The delivery app's fan-out, named rather than imported: events never imports deliveries.
-# It runs inside emit's transaction, so an event is stored with its deliveries or not at all.
+# It stores the event (with the SQL below) and its deliveries together, or neither.
 FAN_OUT = "deliveries.services.event_fan_out_at_emit"
+_INSERT_EVENT_SQL = (
+    "INSERT INTO events_event (id, organization_id, type, payload, created_at, idempotency_key)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
+)
+_FREE_OLD_KEY_SQL = (
+    "UPDATE events_event SET idempotency_key = NULL"
+    " WHERE organization_id = %s AND idempotency_key = %s AND created_at < %s"
+)
 
 
 class EmitError(ValueError):
@@ -90,17 +99,18 @@ def emit(
 
     event = build_event(org_id, event_type, data)
     event.idempotency_key = idempotency_key or None
+    sql = _INSERT_EVENT_SQL
+    params: list[object] = [event.id, org_id, event.type, event.payload, event.created_at, event.idempotency_key]
+    if idempotency_key:
+        # A key older than the window is free again.
+        sql = f"{_FREE_OLD_KEY_SQL};\n{sql}"
+        window = timedelta(seconds=settings.WEBHOOK_IDEMPOTENCY_WINDOW)
+        params = [org_id, idempotency_key, event.created_at - window, *params]
     try:
-        with transaction.atomic():
-            if idempotency_key:
-                # A key older than the window is free again.
-                Event.objects.filter(
-                    organization_id=org_id,
-                    idempotency_key=idempotency_key,
-                    created_at__lt=event.created_at - timedelta(seconds=settings.WEBHOOK_IDEMPOTENCY_WINDOW),
-                ).update(idempotency_key=None)
-            event.save(force_insert=True)
-            _fan_out()(event=event)
+        # Outside a transaction, the fan-out stores the event and its deliveries in one implicit
+        # transaction; inside the caller's, a savepoint keeps a refused event from breaking it.
+        with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+            _fan_out()(event=event, store_event=(sql, params))
     except IntegrityError as exc:
         if idempotency_key:
             original = _recent_event(org_id, idempotency_key)
