@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -222,29 +223,61 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class CpuMeter:
-    """CPU seconds used by groups of processes between start() and stop()."""
+    """CPU seconds used by groups of processes between start() and stop().
+
+    Each group's processes are sampled every SAMPLE_SECONDS, so one that starts during the run
+    counts from zero and one that exits counts up to its last sample (PostgreSQL backends of
+    short-lived connections come and go).
+    """
+
+    SAMPLE_SECONDS = 0.2
 
     def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
         self.groups = groups
-        self._start: dict[str, float] = {}
         self.used: dict[str, float] = {}
         self._self_start = 0.0
-        self._pids: dict[str, list[int]] = {}
+        self._first: dict[str, dict[int, float]] = {}
+        self._last: dict[str, dict[int, float]] = {}
+        self._stopping = threading.Event()
+        self._sampler: threading.Thread | None = None
+
+    def _sample(self, *, first: bool = False) -> None:
+        for name, pids in self.groups.items():
+            for pid in pids():
+                stat = _read_stat(pid)
+                if stat is None:
+                    continue  # gone since listed: its last sample stands
+                seconds = (int(stat[11]) + int(stat[12])) / CLK_TCK
+                self._last[name][pid] = seconds
+                if first:
+                    self._first[name][pid] = seconds
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.wait(self.SAMPLE_SECONDS):
+                self._sample()
+        finally:
+            from django.db import connection
+
+            connection.close()  # pg_backends may have opened one in this thread
 
     def start(self) -> None:
-        for name, pids in self.groups.items():
-            self._pids[name] = pids()
-            self._start[name] = cpu_seconds(self._pids[name])
+        self._first = {name: {} for name in self.groups}
+        self._last = {name: {} for name in self.groups}
+        self._sample(first=True)
         self._self_start = _own_cpu()
+        self._stopping.clear()
+        self._sampler = threading.Thread(target=self._run, daemon=True)
+        self._sampler.start()
 
     def stop(self) -> dict[str, float]:
+        self._stopping.set()
+        if self._sampler is not None:
+            self._sampler.join()
+        self._sample()
         for name in self.groups:
-            # Processes that started during the run (postgres backends) count from zero.
-            current = self.groups[name]()
-            new = [pid for pid in current if pid not in self._pids[name]]
-            self.used[name] = (
-                cpu_seconds([pid for pid in current if pid in self._pids[name]]) - self._start[name] + cpu_seconds(new)
-            )
+            last, first = self._last[name], self._first[name]
+            self.used[name] = sum(seconds - first.get(pid, 0.0) for pid, seconds in last.items())
         self.used["bench process (+emitters)"] = _own_cpu() - self._self_start
         return self.used
 
