@@ -90,7 +90,7 @@ DATA = EVENT_TYPES["threat.detected"].sample
 def _choose_redis_url() -> str:
     """BENCH_REDIS_URL, else the first candidate database without other clients: a worker of
     someone else's listening there would take the bench's messages (seen while developing it:
-    a test run's worker on db 13 swallowed a quarter of the fan-outs)."""
+    a test run's worker on db 13 swallowed a quarter of the wake-ups)."""
     import redis
 
     if os.environ.get("BENCH_REDIS_URL"):
@@ -645,7 +645,7 @@ def emit_in_parallel(org_ids: list[str], count: int, processes: int) -> tuple[fl
 def consumers_of_our_db(exclude_pids: set[int]) -> list[str]:
     """Processes other than ``exclude_pids`` blocked on a queue of our Redis database: a stray
     worker there takes the benchmark's messages (and, pointed at another PostgreSQL database,
-    finds no event and drops the fan-out)."""
+    finds no deliveries and drops the wake-up)."""
     db = int(urlparse(REDIS_URL).path.lstrip("/") or 0)
     port = urlparse(REDIS_URL).port or 6379
     clients = redis_client().client_list()
@@ -1199,7 +1199,7 @@ def main() -> int:
         )
         if "emit" in selected:
             scenario_emit(state)
-            redis_client().flushdb()  # the fan-outs queued meanwhile: no worker ran them
+            redis_client().flushdb()  # the wake-ups queued meanwhile: no worker ran them
         if selected & {"throughput", "floor"}:
             start_nginx(state)
         if selected & {"latency", "isolation"}:

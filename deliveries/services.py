@@ -69,7 +69,7 @@ MAX_GRANT_CHUNK = 10
 GONE = 410
 
 
-# --- Fan-out -----------------------------------------------------------------------------
+# --- Fan-out, at emit --------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -77,10 +77,9 @@ def bookkeeping() -> Iterator[Any]:
     """A transaction for the delivery pipeline's own writes, committed without waiting for fsync.
 
     Safe because losing such a commit in a PostgreSQL crash never loses a delivery: a lost
-    fan-out leaves its event unmarked (the sweeper runs it again), a lost claim or release
-    only frees a lease early, and a lost outcome means the attempt is made again — at least
-    once, with the same delivery id. The event itself (emit) is committed durably. This saves
-    an fsync per statement: several milliseconds on every step of every delivery.
+    claim or release only frees a lease early, and a lost outcome means the attempt is made
+    again — at least once, with the same delivery id. The event and its deliveries (emit) are
+    committed durably. This saves a WAL flush on every step of every delivery.
     """
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit TO OFF")

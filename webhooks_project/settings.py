@@ -183,7 +183,7 @@ WEBHOOK_MAX_PAYLOAD_BYTES = _env_int("WEBHOOK_MAX_PAYLOAD_BYTES", 1_048_576)
 # Per-organization delivery limits, as the document states them.
 WEBHOOK_RATE_PER_SECOND = _env_int("WEBHOOK_RATE_PER_SECOND", 100)
 WEBHOOK_RATE_PER_HOUR = _env_int("WEBHOOK_RATE_PER_HOUR", 10_000)
-# How often beat looks in the database for due deliveries and events never fanned out.
+# How often beat looks in the database for due deliveries whose wake-up message was lost.
 WEBHOOK_SWEEP_INTERVAL = _env_float("WEBHOOK_SWEEP_INTERVAL", 30.0)
 # Attempts in flight at once towards one endpoint, cluster-wide: a hanging endpoint ties up
 # at most this many worker threads.
