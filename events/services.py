@@ -9,7 +9,7 @@ from datetime import UTC, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -107,9 +107,9 @@ def emit(
         window = timedelta(seconds=settings.WEBHOOK_IDEMPOTENCY_WINDOW)
         params = [org_id, idempotency_key, event.created_at - window, *params]
     try:
-        # Outside a transaction, the fan-out stores the event and its deliveries in one implicit
-        # transaction; inside the caller's, a savepoint keeps a refused event from breaking it.
-        with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+        # In autocommit mode the fan-out's one query string is its own implicit transaction;
+        # inside the caller's transaction, a savepoint keeps a refused event from breaking it.
+        with contextlib.nullcontext() if transaction.get_autocommit() else transaction.atomic():
             _fan_out()(event=event, store_event=(sql, params))
     except IntegrityError as exc:
         if idempotency_key:

@@ -8,12 +8,13 @@ from datetime import timedelta
 
 import pytest
 from conftest import make_webhook
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 
 from deliveries.models import Delivery
 from events import emit
 from events.models import Event
 from events.services import EmitError
+from webhooks.models import Organization
 from webhooks_project.ids import new_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,23 +43,40 @@ def test_sql_new_id_has_the_format_and_clock_of_python_ids():
     assert before <= _milliseconds(new_id("dlv")) <= int(time.time() * 1000)
 
 
-def test_emit_stores_no_event_when_its_deliveries_cannot_be_stored(tenant, receiver, redis_client):
-    make_webhook(tenant.organization, receiver.url())
+@pytest.fixture
+def deliveries_refused():
+    """Every INSERT into deliveries_delivery fails, as a full disk or a bad migration would."""
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
             " $$ BEGIN RAISE EXCEPTION 'deliveries unavailable'; END $$;"
             " CREATE TRIGGER refuse BEFORE INSERT ON deliveries_delivery FOR EACH ROW EXECUTE FUNCTION refuse()"
         )
-    try:
-        with pytest.raises(DatabaseError, match="deliveries unavailable"):
-            emit(tenant.organization, "test.ping", {"message": "lost?"})
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER refuse ON deliveries_delivery; DROP FUNCTION refuse()")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER refuse ON deliveries_delivery; DROP FUNCTION refuse()")
+
+
+def test_emit_stores_no_event_when_its_deliveries_cannot_be_stored(tenant, receiver, redis_client, deliveries_refused):
+    make_webhook(tenant.organization, receiver.url())
+
+    with pytest.raises(DatabaseError, match="deliveries unavailable"):
+        emit(tenant.organization, "test.ping", {"message": "lost?"})
 
     assert not Event.objects.exists()
     assert redis_client.keys("*wake*") == []
+
+
+def test_emit_leaves_the_callers_transaction_usable_when_it_fails(tenant, receiver, redis_client, deliveries_refused):
+    make_webhook(tenant.organization, receiver.url())
+
+    with transaction.atomic():
+        with pytest.raises(DatabaseError, match="deliveries unavailable"):
+            emit(tenant.organization, "test.ping", {"message": "lost?"})
+        Organization.objects.filter(id=tenant.organization.id).update(name="Renamed")  # still usable
+
+    assert Organization.objects.get(id=tenant.organization.id).name == "Renamed"
+    assert not Event.objects.exists()
 
 
 def test_emit_refuses_and_stores_nothing_when_organization_unknown(redis_client):
