@@ -69,7 +69,7 @@ MAX_GRANT_CHUNK = 10
 GONE = 410
 
 
-# --- Fan-out, at emit --------------------------------------------------------------------
+# --- The pipeline's own writes -----------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -84,6 +84,9 @@ def bookkeeping() -> Iterator[Any]:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit TO OFF")
         yield cursor
+
+
+# --- Fan-out, at emit --------------------------------------------------------------------
 
 
 _FAN_OUT_SQL = """

@@ -3,12 +3,24 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+# Events stored by the previous release whose fan-out task had not run yet: their deliveries
+# are created here (due now; the sweeper wakes their webhooks), since the task is gone.
+FAN_OUT_LEFTOVERS = """
+INSERT INTO deliveries_delivery
+    (id, organization_id, webhook_id, event_id, event_type, status, attempts, last_error, created_at, next_attempt_at)
+SELECT new_id('dlv'), e.organization_id, w.id, e.id, e.type, 'pending', 0, '', e.created_at, now()
+FROM events_event e JOIN webhooks_webhook w ON w.organization_id = e.organization_id
+WHERE e.fanned_out_at IS NULL AND w.enabled
+  AND (w.events @> jsonb_build_array(e.type) OR w.events @> '["*"]'::jsonb)
+"""
+
 
 class Migration(migrations.Migration):
 
     dependencies = [
         ('events', '0001_initial'),
         ('webhooks', '0002_membership'),
+        ('deliveries', '0005_new_id_function'),
     ]
 
     operations = [
@@ -18,6 +30,7 @@ class Migration(migrations.Migration):
             "DROP INDEX IF EXISTS events_event_id_75d2cab3_like",
             reverse_sql="CREATE INDEX events_event_id_75d2cab3_like ON events_event (id varchar_pattern_ops)",
         ),
+        migrations.RunSQL(FAN_OUT_LEFTOVERS, reverse_sql=migrations.RunSQL.noop),
         migrations.RemoveIndex(
             model_name='event',
             name='event_not_fanned_out',
