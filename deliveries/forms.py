@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from deliveries.models import Delivery
 from events import catalogue
+from webhooks import login_throttle
 from webhooks.serializers import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH, validate_destination, validate_event_list
 
 ALL_EVENTS_LABEL = "All events (*)"
@@ -45,10 +46,16 @@ class EmailLoginForm(AuthenticationForm):
         **AuthenticationForm.error_messages,
         "invalid_login": "Enter a correct email and password.",
         "no_organization": "This account does not belong to any organization.",
+        "throttled": "Too many failed sign-ins. Try again later.",
     }
 
     def clean_username(self) -> str:
         return self.cleaned_data["username"].strip().lower()
+
+    def clean(self) -> dict[str, Any]:
+        if login_throttle.is_locked(self.request, self.cleaned_data.get("username")):
+            raise forms.ValidationError(self.error_messages["throttled"], code="throttled")
+        return super().clean()
 
     def confirm_login_allowed(self, user: Any) -> None:
         super().confirm_login_allowed(user)

@@ -23,6 +23,7 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.forms import Form
@@ -113,6 +114,12 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form: Form) -> HttpResponse:
         response = super().form_valid(form)  # rotates the session key and the CSRF token
         self.request.session.set_expiry(SESSION_SECONDS)
+        return response
+
+    def form_invalid(self, form: Form) -> HttpResponse:
+        response = super().form_invalid(form)
+        if form.has_error(NON_FIELD_ERRORS, "throttled"):
+            response.status_code = 429
         return response
 
 

@@ -122,6 +122,11 @@ STORAGES = {
 }
 
 LOGIN_URL = "/ui/login"
+# Sign-in (dashboard and admin) refuses an address and username pair after this many failures
+# within the window (seconds), until the window has passed: guessing stays slow.
+AUTHENTICATION_BACKENDS = ["webhooks.login_throttle.ThrottledModelBackend"]
+LOGIN_FAILURE_LIMIT = _env_int("LOGIN_FAILURE_LIMIT", 10)
+LOGIN_FAILURE_WINDOW = _env_int("LOGIN_FAILURE_WINDOW", 900)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = _env_bool("DJANGO_SECURE_COOKIES", False)

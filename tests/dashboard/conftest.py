@@ -27,6 +27,17 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def no_failed_sign_ins():
+    """Failed sign-ins are counted in Redis for minutes; each test starts with none."""
+    from webhooks.login_throttle import KEY_PREFIX
+    from webhooks_project.redis import get_redis
+
+    client = get_redis()
+    for key in client.scan_iter(f"{KEY_PREFIX}*"):
+        client.delete(key)
+
+
 @pytest.fixture
 def member(tenant):
     return create_member(tenant.organization, "alice@acme.example")
