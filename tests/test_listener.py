@@ -17,7 +17,7 @@ import requests
 from deliveries.services import signed_headers
 from events.encoding import js_dumps
 from events.services import build_event
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 
 SECRET = "whsec_bG9jYWwtbGlzdGVuZXItc2VjcmV0LWZvci10ZXN0cw=="
 
@@ -88,9 +88,10 @@ def test_listener_answers_200_and_prints_a_verified_delivery(listener):
 
     assert response.status_code == 200
     process.wait_for(r"^threat\.detected dlv_listener_test_1 verified$")
-    printed = "\n".join(process.lines)
-    assert json.dumps(json.loads(body), indent=2, ensure_ascii=False) in printed  # pretty-printed payload
-    assert '"note": "é"' in printed
+    pretty = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    # The payload's lines follow the verdict; the reader thread may not have them all yet.
+    wait_until(lambda: pretty in "\n".join(process.lines), timeout=10, message="payload not printed")
+    assert '"note": "é"' in "\n".join(process.lines)
 
 
 def test_listener_accepts_either_signature_scheme_alone(listener):
