@@ -185,15 +185,13 @@ def _read_stat(pid: int) -> list[str] | None:
     return raw[raw.rfind(")") + 2 :].split()
 
 
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """utime + stime of these processes (all their threads), in seconds."""
-    total = 0
-    for pid in pids:
-        stat = _read_stat(pid)
-        if stat is not None:
-            # Fields 14 and 15 of stat; index 0 here is field 3 (state).
-            total += int(stat[11]) + int(stat[12])
-    return total / CLK_TCK
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (all its threads), in seconds; None when it is gone."""
+    stat = _read_stat(pid)
+    if stat is None:
+        return None
+    # Fields 14 and 15 of stat; index 0 here is field 3 (state).
+    return (int(stat[11]) + int(stat[12])) / CLK_TCK
 
 
 def pids_named(name: str) -> list[int]:
@@ -244,10 +242,9 @@ class CpuMeter:
     def _sample(self, *, first: bool = False) -> None:
         for name, pids in self.groups.items():
             for pid in pids():
-                stat = _read_stat(pid)
-                if stat is None:
+                seconds = cpu_seconds(pid)
+                if seconds is None:
                     continue  # gone since listed: its last sample stands
-                seconds = (int(stat[11]) + int(stat[12])) / CLK_TCK
                 self._last[name][pid] = seconds
                 if first:
                     self._first[name][pid] = seconds

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -18,8 +17,6 @@ from events.encoding import check_json_value, js_dumps
 from events.models import Event
 from webhooks.models import Organization
 from webhooks_project.ids import new_id
-
-logger = logging.getLogger(__name__)
 
 # The delivery app's fan-out, named rather than imported: events never imports deliveries.
 # It stores the event (with the SQL below) and its deliveries together, or neither.

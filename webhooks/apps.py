@@ -1,5 +1,3 @@
-from typing import Any
-
 from django.apps import AppConfig
 
 
@@ -12,11 +10,5 @@ class WebhooksConfig(AppConfig):
 
         from webhooks import login_throttle
 
-        def failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
-            login_throttle.record_failure(request=request, username=credentials.get("username"))
-
-        def succeeded(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-            login_throttle.clear(request=request, username=user.get_username())
-
-        user_login_failed.connect(failed, weak=False, dispatch_uid="webhooks.login_throttle.failed")
-        user_logged_in.connect(succeeded, weak=False, dispatch_uid="webhooks.login_throttle.succeeded")
+        user_login_failed.connect(login_throttle.on_login_failed, dispatch_uid="webhooks.login_throttle.failed")
+        user_logged_in.connect(login_throttle.on_logged_in, dispatch_uid="webhooks.login_throttle.succeeded")

@@ -73,3 +73,13 @@ class ThrottledModelBackend(ModelBackend):
         if is_locked(request, username):
             raise PermissionDenied  # authenticate() gives up, and signals the failure
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+def on_login_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **_: Any) -> None:
+    """``user_login_failed`` receiver (connected in WebhooksConfig.ready)."""
+    record_failure(request=request, username=credentials.get("username"))
+
+
+def on_logged_in(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:
+    """``user_logged_in`` receiver (connected in WebhooksConfig.ready)."""
+    clear(request=request, username=user.get_username())
