@@ -224,7 +224,10 @@ class AttemptInline(admin.TabularInline):
     @admin.display(description="response body")
     def response_preview(self, attempt: Attempt) -> str:
         body = attempt.response_body
-        return body if len(body) <= RESPONSE_PREVIEW_CHARS else body[:RESPONSE_PREVIEW_CHARS] + "…"
+        preview = body if len(body) <= RESPONSE_PREVIEW_CHARS else body[:RESPONSE_PREVIEW_CHARS] + "…"
+        if attempt.response_body_replaced:
+            return f"{preview} (not UTF-8 text: undecodable bytes shown as �)"
+        return preview
 
 
 @admin.register(Delivery)

@@ -20,6 +20,7 @@ The defences, in the order a request meets them:
 
 from __future__ import annotations
 
+import codecs
 import http.client
 import io
 import re
@@ -77,6 +78,9 @@ class HttpResult:
     duration_ms: int
     error: str
     headers: dict[str, str] = field(default_factory=dict)
+    # True when the body was not UTF-8 text (binary, NUL bytes): what could not be stored
+    # as text was replaced with U+FFFD.
+    body_replaced: bool = False
 
     @property
     def ok(self) -> bool:
@@ -357,14 +361,34 @@ def post(url: str, body: bytes, headers: Mapping[str, str]) -> HttpResult:
             # Releases a fully read connection for reuse; closes one with unread bytes.
             response.close()
         _deadline.at = None
-    stored = b"".join(chunks)[: settings.WEBHOOK_RESPONSE_STORE_BYTES]
+    whole = b"".join(chunks)
+    kept_bytes = whole[: settings.WEBHOOK_RESPONSE_STORE_BYTES]
+    answer, replaced = storable_text(kept_bytes, cut=len(kept_bytes) < len(whole) or len(whole) >= read_cap)
     return HttpResult(
         status=status,
-        body=stored.decode("utf-8", errors="replace"),
+        body=answer,
         duration_ms=_ms_since(started),
-        error=error,
-        headers=kept,
+        error=storable_text(error.encode("utf-8", errors="replace"))[0],
+        headers={name: storable_text(value.encode("utf-8", errors="replace"))[0] for name, value in kept.items()},
+        body_replaced=replaced,
     )
+
+
+def storable_text(raw: bytes, *, cut: bool = False) -> tuple[str, bool]:
+    """``raw`` as text PostgreSQL can store, and whether anything had to be replaced.
+
+    A receiver may answer anything: an image, gzip, NUL bytes (which a PostgreSQL text value
+    cannot hold). Undecodable bytes and NUL become U+FFFD. When ``cut`` (a cap ended the
+    bytes), a multi-byte character cut off at the very end is dropped, not counted as replaced.
+    """
+    try:
+        text = codecs.getincrementaldecoder("utf-8")("strict").decode(raw, final=not cut)
+        replaced = False
+    except UnicodeDecodeError:
+        text, replaced = raw.decode("utf-8", errors="replace"), True
+    if "\x00" in text:
+        text, replaced = text.replace("\x00", "\ufffd"), True
+    return text, replaced
 
 
 def _ms_since(started: float) -> int:

@@ -76,6 +76,9 @@ class Attempt(models.Model):
     duration_ms = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True, default="")
     response_body = models.TextField(blank=True, default="")
+    # The receiver's body was not UTF-8 text (binary, NUL bytes); the undecodable bytes were
+    # replaced with U+FFFD before storing.
+    response_body_replaced = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["delivery", "number"]

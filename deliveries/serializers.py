@@ -33,7 +33,15 @@ class DeliverySerializer(serializers.ModelSerializer):
 class AttemptSerializer(serializers.ModelSerializer):
     class Meta:
         model = Attempt
-        fields = ["number", "requested_at", "response_status", "duration_ms", "error", "response_body"]
+        fields = [
+            "number",
+            "requested_at",
+            "response_status",
+            "duration_ms",
+            "error",
+            "response_body",
+            "response_body_replaced",
+        ]
         read_only_fields = fields
 
 

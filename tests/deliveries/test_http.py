@@ -776,3 +776,46 @@ def test_pinned_https_read_stops_at_deadline_when_receiver_drips_body(loopback, 
 
     assert "timeout" in http._describe(raised.value, url="https://localhost/", timeout=TIMEOUT_S)
     assert time.monotonic() - started < CUT_OFF_S
+
+
+# --- post: answers that are not text -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "stored"),
+    [
+        (b"ok\x00nul", "ok\ufffdnul"),
+        (b"\x89PNG\r\n\x1a\n\x00", "\ufffdPNG\r\n\x1a\n\ufffd"),
+        (b"caf\xe9", "caf\ufffd"),
+    ],
+)
+def test_post_replaces_and_marks_body_when_answer_is_not_text(loopback, serve, body, stored):
+    server = serve(answer(200, body))
+
+    result = post(f"http://127.0.0.1:{server.port}/", b"{}", {})
+
+    assert (result.status, result.body, result.body_replaced) == (200, stored, True)
+
+
+def test_post_does_not_mark_body_when_cap_cuts_a_character(loopback, serve):
+    loopback.WEBHOOK_RESPONSE_STORE_BYTES = 2
+    server = serve(answer(200, "aé".encode()))
+
+    result = post(f"http://127.0.0.1:{server.port}/", b"{}", {})
+
+    assert (result.body, result.body_replaced) == ("a", False)
+
+
+def test_post_error_holds_no_nul_when_status_line_is_garbled(loopback, raw_server):
+    def garbled(conn: socket.socket, stop: threading.Event) -> None:
+        read_request_head(conn)
+        conn.sendall(b"HTTP/1.1 2\x0000 OK\r\nContent-Length: 0\r\n\r\n")
+        stop.wait()
+
+    server = raw_server(garbled)
+
+    result = post(f"http://127.0.0.1:{server.port}/", b"{}", {})
+
+    assert result.status is None
+    assert result.error
+    assert "\x00" not in result.error
