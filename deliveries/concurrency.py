@@ -1,13 +1,25 @@
-"""Cluster-wide endpoint slots and the wake-pending flag.
+"""Cluster-wide drain slots (per endpoint and per organization) and the wake-pending flag.
 
-A slot is a lease on one of an endpoint's ``limit`` concurrent drain loops, held across every
-worker process and machine. Each endpoint has one sorted set of lease tokens scored by their
-expiry on the Redis server's clock (``TIME`` inside the scripts, so worker clocks never
-matter). Expired leases are dropped before anything is counted or renewed, so a killed
-worker's slot frees itself after at most one lease.
+A drain sends to one endpoint, one attempt at a time, so a drain in flight is an attempt in
+flight. Before it starts it takes two slots in one atomic step: one of its endpoint's
+``endpoint_limit`` slots (a hanging endpoint ties up at most that many worker threads) and one
+of its organization's ``org_limit`` slots (an organization with many hanging endpoints still
+holds at most that many threads, so it cannot starve the others).
+
+Each slot set is a sorted set of lease tokens scored by their expiry on the Redis server's
+clock (``TIME`` inside the scripts, so worker clocks never matter). Expired leases are dropped
+before anything is counted, so a killed worker's slots free themselves after one lease.
+
+When the endpoint is full, the drain simply ends: the drains holding its slots claim the work.
+When the organization is full, the webhook is *parked* in the organization's waiting set in
+the same script, and the drain ends without holding a thread. Whoever releases one of the
+organization's slots takes the longest-parked webhook out in the same step and wakes it. Both
+steps are single scripts, so no wake-up falls between a park and a release; a wake that is
+lost anyway (a worker killed in between) is covered by the sweeper, which wakes every webhook
+with due deliveries. Other organizations never wait behind parked work: it is not queued.
 
 The wake-pending flag coalesces wake-up messages: whoever sets it (``SET NX``) sends the one
-message; everyone else sees it already set and sends nothing until the drain loop clears it.
+message; everyone else sees it already set and sends nothing until the drain clears it.
 """
 
 from __future__ import annotations
@@ -15,11 +27,14 @@ from __future__ import annotations
 import math
 import secrets
 import weakref
+from dataclasses import dataclass
 
 import redis
 from redis.commands.core import Script
 
 SLOT_KEY_PREFIX = "whk:slot:"
+ORG_SLOT_KEY_PREFIX = "whk:orgslot:"
+PARKED_KEY_PREFIX = "whk:parked:"
 WAKE_KEY_PREFIX = "whk:wake:"
 
 # A slot set outlives its longest lease by this much, so key expiry never races the trim.
@@ -27,45 +42,54 @@ KEY_EXPIRY_SLACK_MS = 1_000
 # 128 random bits: a token is never guessed or reused by another holder.
 TOKEN_BYTES = 16
 
-# Shared by both scripts: drop expired leases, then keep the key alive as long as its
-# longest remaining lease (a set that becomes empty is deleted by Redis itself).
+# Both scripts: KEYS = endpoint slots, organization slots, organization's parked webhooks.
 _LUA_PRELUDE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 -- Lua's default number-to-string keeps 14 digits (0.1 ms here); format scores explicitly.
 local function ms(x) return string.format('%.3f', x) end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms(now))
-local function extend_key(slack)
-  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+-- Keep a slot set alive as long as its longest remaining lease (an empty set is deleted by Redis).
+local function extend_key(key, slack)
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
   if last[2] then
-    redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(last[2]) - now + slack))
+    redis.call('PEXPIRE', key, math.ceil(tonumber(last[2]) - now + slack))
   end
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms(now))
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ms(now))
 """
 
 _ACQUIRE_LUA = (
     _LUA_PRELUDE
     + """
--- ARGV: token, limit, lease_ms, slack_ms
+-- ARGV: token, endpoint_limit, org_limit, lease_ms, slack_ms, webhook_id
+local lease = tonumber(ARGV[4])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   return 0
 end
-redis.call('ZADD', KEYS[1], ms(now + tonumber(ARGV[3])), ARGV[1])
-extend_key(tonumber(ARGV[4]))
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then
+  -- Parked: NX keeps the time it first waited, so the longest-waiting goes first.
+  redis.call('ZADD', KEYS[3], 'NX', ms(now), ARGV[6])
+  redis.call('PEXPIRE', KEYS[3], math.ceil(lease + tonumber(ARGV[5])))
+  return -1
+end
+redis.call('ZADD', KEYS[1], ms(now + lease), ARGV[1])
+redis.call('ZADD', KEYS[2], ms(now + lease), ARGV[1])
+extend_key(KEYS[1], tonumber(ARGV[5]))
+extend_key(KEYS[2], tonumber(ARGV[5]))
+redis.call('ZREM', KEYS[3], ARGV[6])
 return 1
 """
 )
 
-_RENEW_LUA = (
+_RELEASE_LUA = (
     _LUA_PRELUDE
     + """
--- ARGV: token, lease_ms, slack_ms
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], 'XX', ms(now + tonumber(ARGV[2])), ARGV[1])
-extend_key(tonumber(ARGV[3]))
-return 1
+-- ARGV: token. Returns the parked webhook to wake, if any.
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+local parked = redis.call('ZPOPMIN', KEYS[3])
+return parked[1]
 """
 )
 
@@ -76,13 +100,13 @@ _scripts: weakref.WeakKeyDictionary[redis.Redis, tuple[Script, Script]] = weakre
 def _registered(client: redis.Redis) -> tuple[Script, Script]:
     scripts = _scripts.get(client)
     if scripts is None:
-        scripts = (client.register_script(_ACQUIRE_LUA), client.register_script(_RENEW_LUA))
+        scripts = (client.register_script(_ACQUIRE_LUA), client.register_script(_RELEASE_LUA))
         _scripts[client] = scripts
     return scripts
 
 
-def _slot_key(webhook_id: str) -> str:
-    return f"{SLOT_KEY_PREFIX}{webhook_id}"
+def _keys(webhook_id: str, org_id: str) -> list[str]:
+    return [f"{SLOT_KEY_PREFIX}{webhook_id}", f"{ORG_SLOT_KEY_PREFIX}{org_id}", f"{PARKED_KEY_PREFIX}{org_id}"]
 
 
 def _wake_key(webhook_id: str) -> str:
@@ -95,38 +119,55 @@ def _to_ms(seconds: float, what: str) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-def acquire_slot(client: redis.Redis, webhook_id: str, *, limit: int, lease_seconds: float) -> str | None:
-    """Take one of the endpoint's ``limit`` slots for ``lease_seconds``; None when all are held.
+@dataclass(frozen=True)
+class Slots:
+    """What ``acquire_slots`` got: a token (both slots held), or why not."""
 
-    The returned token is what ``renew_slot`` and ``release_slot`` need.
+    token: str | None = None
+    # The endpoint's slots are all held: their drains pick this work up.
+    endpoint_busy: bool = False
+    # The organization's slots are all held: the webhook waits in its parked set.
+    parked: bool = False
+
+
+def acquire_slots(
+    client: redis.Redis,
+    *,
+    webhook_id: str,
+    org_id: str,
+    endpoint_limit: int,
+    org_limit: int,
+    lease_seconds: float,
+) -> Slots:
+    """Take one endpoint slot and one organization slot for ``lease_seconds``, or neither.
+
+    If the organization has no slot free, the webhook is parked: the next release of one of
+    the organization's slots returns it to be woken.
     """
-    if limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
+    if endpoint_limit < 1 or org_limit < 1:
+        raise ValueError(f"limits must be >= 1, got {endpoint_limit} and {org_limit}")
     lease_ms = _to_ms(lease_seconds, "lease_seconds")
     token = secrets.token_hex(TOKEN_BYTES)
     acquire, _ = _registered(client)
     taken = acquire(
-        keys=[_slot_key(webhook_id)],
-        args=[token, limit, lease_ms, KEY_EXPIRY_SLACK_MS],
+        keys=_keys(webhook_id, org_id),
+        args=[token, endpoint_limit, org_limit, lease_ms, KEY_EXPIRY_SLACK_MS, webhook_id],
         client=client,
     )
-    return token if taken else None
+    if taken == 1:
+        return Slots(token=token)
+    return Slots(endpoint_busy=taken == 0, parked=taken == -1)
 
 
-def renew_slot(client: redis.Redis, webhook_id: str, token: str, lease_seconds: float) -> bool:
-    """Extend a held lease to ``lease_seconds`` from now; False if it expired or was released.
+def release_slots(client: redis.Redis, *, webhook_id: str, org_id: str, token: str) -> str | None:
+    """Give both slots back; returns the organization's longest-parked webhook, to be woken.
 
-    A False means the slot may already belong to someone else: stop draining.
+    Releasing an expired or unknown token is a quiet no-op (but still hands a parked webhook
+    over: the organization may have room).
     """
-    lease_ms = _to_ms(lease_seconds, "lease_seconds")
-    _, renew = _registered(client)
-    renewed = renew(keys=[_slot_key(webhook_id)], args=[token, lease_ms, KEY_EXPIRY_SLACK_MS], client=client)
-    return bool(renewed)
-
-
-def release_slot(client: redis.Redis, webhook_id: str, token: str) -> None:
-    """Give the slot back; releasing an expired or unknown token is a quiet no-op."""
-    client.zrem(_slot_key(webhook_id), token)
+    _, release = _registered(client)
+    parked = release(keys=_keys(webhook_id, org_id), args=[token], client=client)
+    return parked.decode() if isinstance(parked, bytes) else parked
 
 
 def mark_wake_pending(client: redis.Redis, webhook_id: str, ttl_seconds: float) -> bool:

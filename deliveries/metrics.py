@@ -1,8 +1,9 @@
 """Numbers for ``/metrics`` (Prometheus text format) and ``/healthz``.
 
 Most values are read from PostgreSQL over a recent window, each through an index, so a scrape
-stays cheap at any table size; they are gauges and named for their window. The one true
-counter, deliveries held back by the rate limiter, lives in Redis (``record_throttled``).
+stays cheap at any table size; they are gauges and named for their window. The true counters
+(deliveries held back by the rate limiter, drains parked at their organization's concurrency
+cap) live in Redis (``record_throttled``, ``record_parked``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from webhooks_project.redis import REDIS_SOCKET_TIMEOUT, get_redis
 logger = logging.getLogger(__name__)
 
 THROTTLED_KEY = "webhooks:metrics:throttled"
+PARKED_KEY = "webhooks:metrics:parked"
 # The Celery queue every task goes to (CELERY_TASK_DEFAULT_QUEUE): a Redis list.
 QUEUE_NAME = "webhooks"
 # Upper bounds (seconds) of the attempt latency buckets; the receiver timeout is 30 s.
@@ -54,6 +56,12 @@ def record_throttled(count: int) -> None:
         return
     with contextlib.suppress(redis.RedisError):
         get_redis().incrby(THROTTLED_KEY, count)
+
+
+def record_parked() -> None:
+    """Count a drain parked because its organization held all of its slots. Never raises."""
+    with contextlib.suppress(redis.RedisError):
+        get_redis().incr(PARKED_KEY)
 
 
 @lru_cache(maxsize=1)
@@ -183,10 +191,10 @@ def _database_families() -> list[_Family]:
 def _redis_families() -> list[_Family]:
     families: list[_Family] = []
     try:
-        throttled = int(get_redis().get(THROTTLED_KEY) or 0)
+        throttled, parked = (int(value or 0) for value in get_redis().mget(THROTTLED_KEY, PARKED_KEY))
         redis_up = 1
     except redis.RedisError:
-        throttled, redis_up = 0, 0
+        throttled, parked, redis_up = 0, 0, 0
     families.append(_Family("webhook_redis_up", "gauge", "1 when Redis answered this scrape.", [({}, redis_up)]))
     if redis_up:
         families.append(
@@ -195,6 +203,14 @@ def _redis_families() -> list[_Family]:
                 "counter",
                 "Deliveries held back by the per-organization rate limit (each time one was postponed).",
                 [({}, throttled)],
+            )
+        )
+        families.append(
+            _Family(
+                "webhook_drains_parked_total",
+                "counter",
+                "Drains that waited because their organization held WEBHOOK_ORG_CONCURRENCY attempts in flight.",
+                [({}, parked)],
             )
         )
     broker = _broker()

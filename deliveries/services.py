@@ -24,18 +24,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Min, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from deliveries import concurrency, http, metrics, ratelimit, schedule, signing
+from deliveries.http import storable_text
 from deliveries.models import Delivery
 from events.catalogue import EVENT_TYPES
 from events.models import Event
@@ -65,6 +66,8 @@ GRANT_HORIZON_SECONDS = ratelimit.SECOND_WINDOW_GUARD_MS / 1000 / 2
 SLOW_BATCH_SECONDS = 1.0
 # Most grants taken at once, so one drain never holds much of an organization's second.
 MAX_GRANT_CHUNK = 10
+# An error that could not be recorded is itself recorded, shortened to this.
+MAX_ERROR_CHARS = 500
 # A receiver answering 410 Gone asks us to stop: its webhook is disabled at once (Standard Webhooks).
 GONE = 410
 
@@ -187,6 +190,8 @@ class DrainOutcome:
     retry_in: float | None = None
     # All of the endpoint's slots are taken; those drains will pick this work up.
     busy: bool = False
+    # All of the organization's slots are taken; the webhook waits to be woken by one of them.
+    parked: bool = False
 
 
 def lease_seconds() -> float:
@@ -195,31 +200,51 @@ def lease_seconds() -> float:
 
 
 def webhook_drain(*, webhook_id: str) -> DrainOutcome:
-    """Send what is due for one webhook, within a slot and a time budget.
+    """Send what is due for one webhook, within its slots and a time budget.
+
+    A drain holds one of the endpoint's slots and one of its organization's (see
+    ``concurrency``); with the organization's all taken, the webhook is parked and the drain
+    ends at once, its thread free for other organizations' work.
 
     The webhook's wake-pending flag stays set while the drain runs, so events emitted
     meanwhile send no wake-up of their own: this drain's next claim picks them up. It is
     cleared when the drain ends, then the database is asked once more whether anything is due
     (an event committed before the clear found the flag set and sent nothing).
     """
+    webhook = Webhook.objects.filter(id=webhook_id).first()
+    if webhook is None:
+        return DrainOutcome()
+    if not webhook.enabled:
+        _fail_due_while_disabled(webhook_id)
+        return DrainOutcome()
     client = get_redis()
+    org_id = webhook.organization_id
     try:
-        slot_lease = settings.WEBHOOK_DRAIN_SECONDS + lease_seconds()
-        token = concurrency.acquire_slot(
-            client, webhook_id, limit=settings.WEBHOOK_ENDPOINT_CONCURRENCY, lease_seconds=slot_lease
+        slots = concurrency.acquire_slots(
+            client,
+            webhook_id=webhook_id,
+            org_id=org_id,
+            endpoint_limit=settings.WEBHOOK_ENDPOINT_CONCURRENCY,
+            org_limit=settings.WEBHOOK_ORG_CONCURRENCY,
+            lease_seconds=settings.WEBHOOK_DRAIN_SECONDS + lease_seconds(),
         )
     except redis.RedisError:
         logger.warning("redis unavailable; drain of %s waits", webhook_id)
         return DrainOutcome(retry_in=REDIS_DOWN_WAIT_SECONDS)
-    if token is None:
-        # The drains holding the slots check for due work when they end.
-        return DrainOutcome(busy=True)
+    if slots.token is None:
+        # Busy: the drains holding the endpoint's slots check for due work when they end.
+        # Parked: a drain of the organization wakes this webhook when it ends.
+        if slots.parked:
+            metrics.record_parked()
+        return DrainOutcome(busy=slots.endpoint_busy, parked=slots.parked)
     try:
-        outcome = _drain_with_slot(webhook_id)
+        outcome = _drain_with_slot(webhook)
     finally:
-        with contextlib.suppress(redis.RedisError):  # the slot's lease and the flag expire by themselves
-            concurrency.release_slot(client, webhook_id, token)
+        with contextlib.suppress(redis.RedisError):  # slots and flag expire by themselves
+            parked = concurrency.release_slots(client, webhook_id=webhook_id, org_id=org_id, token=slots.token)
             concurrency.clear_wake_pending(client, webhook_id)
+            if parked is not None:
+                wake(parked, coalesce=False)
     if not outcome.again and _has_due(webhook_id):
         return DrainOutcome(sent=outcome.sent, again=True, retry_in=outcome.retry_in)
     return outcome
@@ -236,13 +261,8 @@ def _claim_size(send_seconds: float | None) -> int:
     return max(1, min(settings.WEBHOOK_BATCH_SIZE, int(SLOW_BATCH_SECONDS / max(send_seconds, 1e-4))))
 
 
-def _drain_with_slot(webhook_id: str) -> DrainOutcome:
-    webhook = Webhook.objects.filter(id=webhook_id).first()
-    if webhook is None:
-        return DrainOutcome()
-    if not webhook.enabled:
-        _fail_due_while_disabled(webhook_id)
-        return DrainOutcome()
+def _drain_with_slot(webhook: Webhook) -> DrainOutcome:
+    webhook_id = webhook.id
     secrets = webhook.signing_secrets()
     grants = RateGrants(webhook.organization_id)
     budget_end = time.monotonic() + settings.WEBHOOK_DRAIN_SECONDS
@@ -428,12 +448,13 @@ def _send(item: Claimed, webhook: Webhook, secrets: list[str]) -> Sent:
 
 
 _RECORD_SQL = """
-WITH v (id, number, requested_at, response_status, duration_ms, error, response_body, status, delay) AS (
+WITH v (id, number, requested_at, response_status, duration_ms, error, response_body, response_body_replaced,
+        status, delay) AS (
     VALUES {values}
 ), ins AS (
     INSERT INTO deliveries_attempt
-        (delivery_id, number, requested_at, response_status, duration_ms, error, response_body)
-    SELECT id, number, requested_at, response_status, duration_ms, error, response_body FROM v
+        (delivery_id, number, requested_at, response_status, duration_ms, error, response_body, response_body_replaced)
+    SELECT id, number, requested_at, response_status, duration_ms, error, response_body, response_body_replaced FROM v
     ON CONFLICT (delivery_id, number) DO NOTHING
 )
 UPDATE deliveries_delivery d
@@ -447,7 +468,65 @@ SET attempts = v.number,
 FROM v
 WHERE d.id = v.id AND d.attempts = v.number - 1
 """
-_RECORD_ROW = "(%s, %s::int, %s::timestamptz, %s::int, %s::int, %s, %s, %s, %s::float8)"
+_RECORD_ROW = "(%s, %s::int, %s::timestamptz, %s::int, %s::int, %s, %s, %s::boolean, %s, %s::float8)"
+# Anything that keeps one row from being written: a value PostgreSQL refuses (DataError,
+# IntegrityError) or that psycopg2 cannot send (ValueError).
+_UNRECORDABLE = (DatabaseError, ValueError)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt as it is recorded: the attempt row and its delivery's new state."""
+
+    delivery_id: str
+    number: int
+    requested_at: datetime
+    response_status: int | None
+    duration_ms: int
+    error: str
+    response_body: str
+    response_body_replaced: bool
+    status: str
+    delay: float | None
+
+    def as_params(self) -> list[object]:
+        return [
+            self.delivery_id,
+            self.number,
+            self.requested_at,
+            self.response_status,
+            self.duration_ms,
+            self.error,
+            self.response_body,
+            self.response_body_replaced,
+            self.status,
+            self.delay,
+        ]
+
+
+def _outcome(sent: Sent) -> Outcome:
+    result = sent.result
+    number = sent.claimed.attempts + 1
+    if result.ok:
+        status, delay = Delivery.Status.SUCCEEDED, None
+    elif result.status == GONE:
+        # Gone: the receiver asks us to stop (Standard Webhooks); no retry.
+        status, delay = Delivery.Status.FAILED, None
+    else:
+        delay = schedule.retry_delay(number, status=result.status, retry_after=result.headers.get("retry-after"))
+        status = Delivery.Status.FAILED if delay is None else Delivery.Status.RETRYING
+    return Outcome(
+        delivery_id=sent.claimed.id,
+        number=number,
+        requested_at=sent.requested_at,
+        response_status=result.status,
+        duration_ms=result.duration_ms,
+        error=result.error or ("" if result.ok else f"HTTP {result.status}"),
+        response_body=result.body,
+        response_body_replaced=result.body_replaced,
+        status=status,
+        delay=delay,
+    )
 
 
 def _record(sent: list[Sent], webhook: Webhook) -> float | None:
@@ -455,42 +534,55 @@ def _record(sent: list[Sent], webhook: Webhook) -> float | None:
 
     The update is a compare-and-set on the attempt count, so a duplicate send (a lease that
     expired under a stalled worker) logs its attempt once and never rewinds the delivery.
+    All rows go in one statement; should that fail, each is written on its own, so one row
+    that cannot be stored never costs the record of the others (see ``_record_one``).
     """
     if not sent:
         return None
-    rows: list[object] = []
-    earliest: float | None = None
-    gone = False
-    for s in sent:
-        result = s.result
-        number = s.claimed.attempts + 1
-        if result.ok:
-            status, delay = Delivery.Status.SUCCEEDED, None
-        elif result.status == GONE:
-            # Gone: the receiver asks us to stop (Standard Webhooks); no retry.
-            status, delay, gone = Delivery.Status.FAILED, None, True
-        else:
-            delay = schedule.retry_delay(number, status=result.status, retry_after=result.headers.get("retry-after"))
-            status = Delivery.Status.FAILED if delay is None else Delivery.Status.RETRYING
-            earliest = _earliest(earliest, delay)
-        error = result.error or ("" if result.ok else f"HTTP {result.status}")
-        rows += [
-            s.claimed.id,
-            number,
-            s.requested_at,
-            result.status,
-            result.duration_ms,
-            error,
-            result.body,
-            status,
-            delay,
-        ]
-    sql = _RECORD_SQL.format(values=", ".join([_RECORD_ROW] * len(sent)))
-    with bookkeeping() as cursor:
-        cursor.execute(sql, rows)
-    if gone:
+    outcomes = [_outcome(s) for s in sent]
+    try:
+        _write_outcomes(outcomes)
+    except _UNRECORDABLE:
+        logger.warning("recording %d attempts of webhook %s together failed; one by one", len(sent), webhook.id)
+        for outcome in outcomes:
+            _record_one(outcome)
+    if any(s.result.status == GONE for s in sent):
         webhook_disable(webhook_id=webhook.id, reason="receiver answered 410 Gone")
-    return earliest
+    delays = [o.delay for o in outcomes if o.status == Delivery.Status.RETRYING and o.delay is not None]
+    return min(delays) if delays else None
+
+
+def _write_outcomes(outcomes: list[Outcome]) -> None:
+    sql = _RECORD_SQL.format(values=", ".join([_RECORD_ROW] * len(outcomes)))
+    with bookkeeping() as cursor:
+        cursor.execute(sql, [param for outcome in outcomes for param in outcome.as_params()])
+
+
+def _record_one(outcome: Outcome) -> None:
+    """Write one attempt; if it cannot be stored, store that as its error instead.
+
+    The attempt still counts, with the same outcome, so the delivery moves on instead of
+    being sent again and again. Only if even that fails is it left leased, to be sent again
+    after the lease.
+    """
+    try:
+        _write_outcomes([outcome])
+        return
+    except _UNRECORDABLE as exc:
+        reason = f"the receiver's answer could not be recorded ({type(exc).__name__}: {exc})"
+        logger.warning("delivery %s attempt %d: %s", outcome.delivery_id, outcome.number, reason)
+    readable = replace(
+        outcome,
+        duration_ms=max(0, min(outcome.duration_ms, 2**31 - 1)),
+        response_status=outcome.response_status if outcome.response_status in range(100, 1000) else None,
+        error=storable_text(reason.encode("utf-8", errors="replace"))[0][:MAX_ERROR_CHARS],
+        response_body="",
+        response_body_replaced=False,
+    )
+    try:
+        _write_outcomes([readable])
+    except _UNRECORDABLE:
+        logger.exception("delivery %s attempt %d could not be recorded", outcome.delivery_id, outcome.number)
 
 
 def _fail_due_while_disabled(webhook_id: str) -> int:

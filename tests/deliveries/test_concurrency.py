@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
 import redis
 
 from deliveries.concurrency import (
-    acquire_slot,
+    Slots,
+    acquire_slots,
     clear_wake_pending,
     mark_wake_pending,
     mark_wakes_pending,
-    release_slot,
-    renew_slot,
+    release_slots,
 )
 
-REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
 SHORT_LEASE_S = 0.2
 # Generous for a 0.2 s lease on a loaded CI machine, still fast when things work.
 POLL_DEADLINE_S = 3.0
@@ -29,12 +28,8 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+def client(redis_client) -> redis.Redis:
+    return redis_client
 
 
 def poll_until(attempt: Callable[[], T | None]) -> tuple[T, float]:
@@ -49,88 +44,106 @@ def poll_until(attempt: Callable[[], T | None]) -> tuple[T, float]:
         time.sleep(POLL_INTERVAL_S)
 
 
-def test_acquire_slot_refuses_when_limit_slots_held(client: redis.Redis) -> None:
-    tokens = [acquire_slot(client, "wh-1", limit=2, lease_seconds=LONG_LEASE_S) for _ in range(2)]
+def take(
+    client: redis.Redis,
+    webhook_id: str = "wh-1",
+    org_id: str = "org-1",
+    *,
+    endpoint_limit: int = 1,
+    org_limit: int = 10,
+    lease: float = LONG_LEASE_S,
+) -> Slots:
+    return acquire_slots(
+        client,
+        webhook_id=webhook_id,
+        org_id=org_id,
+        endpoint_limit=endpoint_limit,
+        org_limit=org_limit,
+        lease_seconds=lease,
+    )
 
-    assert all(tokens)
-    assert tokens[0] != tokens[1]
-    assert acquire_slot(client, "wh-1", limit=2, lease_seconds=LONG_LEASE_S) is None
+
+def token_of(slots: Slots) -> str | None:
+    return slots.token
 
 
-def test_release_slot_frees_a_slot_when_released(client: redis.Redis) -> None:
-    token = acquire_slot(client, "wh-1", limit=1, lease_seconds=LONG_LEASE_S)
-    assert token is not None
-    assert acquire_slot(client, "wh-1", limit=1, lease_seconds=LONG_LEASE_S) is None
+def test_acquire_slots_says_endpoint_busy_when_its_limit_is_held(client: redis.Redis) -> None:
+    first, second = take(client, endpoint_limit=2), take(client, endpoint_limit=2)
 
-    release_slot(client, "wh-1", token)
+    assert first.token
+    assert second.token
+    assert first.token != second.token
+    assert take(client, endpoint_limit=2) == Slots(endpoint_busy=True)
 
-    assert acquire_slot(client, "wh-1", limit=1, lease_seconds=LONG_LEASE_S) is not None
+
+def test_release_slots_frees_both_slots_when_released(client: redis.Redis) -> None:
+    held = take(client, org_limit=1)
+    assert take(client, "wh-2", org_limit=1).parked
+
+    assert release_slots(client, webhook_id="wh-1", org_id="org-1", token=held.token) == "wh-2"
+
+    assert take(client, org_limit=1).token
+    assert client.zcard("whk:orgslot:org-1") == 1
 
 
-def test_acquire_slot_frees_expired_lease_when_holder_vanishes(client: redis.Redis) -> None:
+def test_acquire_slots_frees_expired_lease_when_holder_vanishes(client: redis.Redis) -> None:
     started = time.monotonic()
-    stale = acquire_slot(client, "wh-1", limit=1, lease_seconds=SHORT_LEASE_S)
-    assert stale is not None
+    stale = take(client, org_limit=1, lease=SHORT_LEASE_S)
+    assert stale.token
 
-    token, _ = poll_until(lambda: acquire_slot(client, "wh-1", limit=1, lease_seconds=LONG_LEASE_S))
+    fresh, _ = poll_until(lambda: token_of(take(client, "wh-2", org_limit=1)))
 
     assert time.monotonic() - started >= SHORT_LEASE_S - 0.01
-    assert token != stale
-    assert renew_slot(client, "wh-1", stale, LONG_LEASE_S) is False
+    assert fresh != stale.token
 
 
-def test_renew_slot_extends_lease_when_held(client: redis.Redis) -> None:
-    token = acquire_slot(client, "wh-1", limit=1, lease_seconds=SHORT_LEASE_S)
-    assert token is not None
+def test_acquire_slots_parks_webhook_when_organization_holds_its_limit(client: redis.Redis) -> None:
+    holders = [take(client, f"wh-{n}", org_limit=2) for n in range(2)]
+    assert all(h.token for h in holders)
 
-    assert renew_slot(client, "wh-1", token, LONG_LEASE_S) is True
+    parked_first = take(client, "wh-x", org_limit=2)
+    parked_second = take(client, "wh-y", org_limit=2)
+    parked_again = take(client, "wh-x", org_limit=2)  # keeps its place in the line
 
-    # Watch the slot for well past the original lease: it must stay held throughout.
-    deadline = time.monotonic() + SHORT_LEASE_S * 3
-    while time.monotonic() < deadline:
-        assert acquire_slot(client, "wh-1", limit=1, lease_seconds=LONG_LEASE_S) is None
-        time.sleep(POLL_INTERVAL_S)
-    assert renew_slot(client, "wh-1", token, LONG_LEASE_S) is True
-
-
-def test_renew_slot_refuses_when_token_released_or_unknown(client: redis.Redis) -> None:
-    token = acquire_slot(client, "wh-1", limit=1, lease_seconds=LONG_LEASE_S)
-    assert token is not None
-    release_slot(client, "wh-1", token)
-
-    assert renew_slot(client, "wh-1", token, LONG_LEASE_S) is False
-    assert renew_slot(client, "wh-1", "not-a-token", LONG_LEASE_S) is False
-    # A failed renew must not have created a lease.
-    assert acquire_slot(client, "wh-1", limit=1, lease_seconds=LONG_LEASE_S) is not None
+    assert parked_first == parked_second == parked_again == Slots(parked=True)
+    assert take(client, "wh-z", "org-2", org_limit=2).token  # another organization is not affected
+    woken = [release_slots(client, webhook_id=f"wh-{n}", org_id="org-1", token=h.token) for n, h in enumerate(holders)]
+    assert woken == ["wh-x", "wh-y"]  # the longest-waiting first
+    assert release_slots(client, webhook_id="wh-0", org_id="org-1", token="unknown") is None
 
 
-def test_slots_are_independent_when_webhooks_differ(client: redis.Redis) -> None:
-    token_a = acquire_slot(client, "wh-a", limit=1, lease_seconds=LONG_LEASE_S)
-    assert token_a is not None
+def test_acquire_slots_leaves_the_line_when_a_parked_webhook_gets_a_slot(client: redis.Redis) -> None:
+    held = take(client, org_limit=1)
+    assert take(client, "wh-2", org_limit=1).parked
+    release_slots(client, webhook_id="wh-1", org_id="org-1", token=held.token)
+    take(client, "wh-3", org_limit=1)
+    assert take(client, "wh-2", org_limit=2).token  # got in: it is no longer parked
 
-    token_b = acquire_slot(client, "wh-b", limit=1, lease_seconds=LONG_LEASE_S)
-    assert token_b is not None
-    assert renew_slot(client, "wh-b", token_a, LONG_LEASE_S) is False
-    release_slot(client, "wh-b", token_a)
-
-    assert acquire_slot(client, "wh-a", limit=1, lease_seconds=LONG_LEASE_S) is None
-    assert renew_slot(client, "wh-a", token_a, LONG_LEASE_S) is True
+    assert client.zcard("whk:parked:org-1") == 0
 
 
-def test_slot_key_expires_when_last_lease_would(client: redis.Redis) -> None:
-    acquire_slot(client, "wh-1", limit=2, lease_seconds=LONG_LEASE_S)
-    acquire_slot(client, "wh-1", limit=2, lease_seconds=SHORT_LEASE_S)
+def test_acquire_slots_is_busy_not_parked_when_the_endpoint_is_full(client: redis.Redis) -> None:
+    take(client, org_limit=1)
 
-    ttl_ms = client.pttl("whk:slot:wh-1")
-
-    assert LONG_LEASE_S * 1000 < ttl_ms <= LONG_LEASE_S * 1000 + 1_000
+    assert take(client, org_limit=1) == Slots(endpoint_busy=True)
+    assert client.zcard("whk:parked:org-1") == 0  # its running drain claims the work
 
 
-def test_acquire_slot_rejects_nonsense_when_arguments_invalid(client: redis.Redis) -> None:
-    with pytest.raises(ValueError, match="limit"):
-        acquire_slot(client, "wh-1", limit=0, lease_seconds=1.0)
+def test_slot_keys_expire_when_last_lease_would(client: redis.Redis) -> None:
+    take(client, endpoint_limit=2, lease=LONG_LEASE_S)
+    take(client, endpoint_limit=2, lease=SHORT_LEASE_S)
+
+    for key in ("whk:slot:wh-1", "whk:orgslot:org-1"):
+        assert LONG_LEASE_S * 1000 < client.pttl(key) <= LONG_LEASE_S * 1000 + 1_000
+
+
+def test_acquire_slots_rejects_nonsense_when_arguments_invalid(client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="limits"):
+        take(client, endpoint_limit=0)
+    with pytest.raises(ValueError, match="limits"):
+        take(client, org_limit=0)
     with pytest.raises(ValueError, match="lease_seconds"):
-        acquire_slot(client, "wh-1", limit=1, lease_seconds=0)
+        take(client, lease=0)
 
 
 def test_mark_wake_pending_is_true_only_once_when_set(client: redis.Redis) -> None:
