@@ -42,6 +42,7 @@ from webhooks import crypto
 from webhooks import services as webhook_services
 from webhooks.models import Membership, Webhook
 from webhooks.selectors import webhook_get, webhooks_of
+from webhooks_project.exceptions import Conflict
 
 # Scripts and styles come from our static files only; the charts are inline SVG drawn with
 # presentation attributes, which the policy allows.
@@ -150,17 +151,21 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
     form = WebhookCreateForm(data=request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
-        created = webhook_services.webhook_create(
-            organization=request.organization,
-            url=data["url"],
-            events=data["events"],
-            secret=data["secret"] or None,
-            enabled=data["enabled"],
-            description=data["description"],
-        )
-        _hand_over_secret(request, created.webhook, created.secret, rotated=False)
-        messages.success(request, "Webhook created.")
-        return redirect("dashboard:webhook-detail", webhook_id=created.webhook.id)
+        try:
+            created = webhook_services.webhook_create(
+                organization=request.organization,
+                url=data["url"],
+                events=data["events"],
+                secret=data["secret"] or None,
+                enabled=data["enabled"],
+                description=data["description"],
+            )
+        except Conflict as exc:
+            form.add_error(None, exc.message)
+        else:
+            _hand_over_secret(request, created.webhook, created.secret, rotated=False)
+            messages.success(request, "Webhook created.")
+            return redirect("dashboard:webhook-detail", webhook_id=created.webhook.id)
     return _render(request, "dashboard/webhook_form.html", {"form": form, "events": _event_options(form)})
 
 

@@ -37,7 +37,7 @@ def test_schema_when_fetched_documents_bearer_auth_and_errors(client):
     assert set(error["required"]) == {"error", "message"}
     create = schema["paths"]["/ui/api/webhooks"]["post"]
     assert create["security"] == [{"ApiKey": []}]
-    assert set(create["responses"]) == {"201", "400", "401", "413", "415"}
+    assert set(create["responses"]) == {"201", "400", "401", "409", "413", "415"}
     assert create["responses"]["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     components = schema["components"]["schemas"]
     assert "threat.detected" in components["Emit"]["properties"]["event"]["enum"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
@@ -19,6 +19,7 @@ from webhooks.serializers import (
     WebhookUpdateSerializer,
     WebhookWriteSerializer,
 )
+from webhooks_project.openapi import ErrorSerializer
 from webhooks_project.serializers import PageQuerySerializer
 
 
@@ -34,7 +35,13 @@ class WebhookListView(GenericAPIView):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(WebhookSerializer(page, many=True).data)
 
-    @extend_schema(request=WebhookWriteSerializer, responses={201: WebhookCreatedSerializer})
+    @extend_schema(
+        request=WebhookWriteSerializer,
+        responses={
+            201: WebhookCreatedSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="The organization has reached its webhook limit."),
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = WebhookWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

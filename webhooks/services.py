@@ -8,10 +8,13 @@ import secrets as random_secrets
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.db import transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from webhooks.models import ApiKey, Organization, Webhook
+from webhooks_project.exceptions import Conflict
 
 API_KEY_PREFIX = "cck_"
 # 8 characters identify a key (looked up by index); 40 more carry 240 bits of secret.
@@ -61,11 +64,23 @@ def webhook_create(
     enabled: bool = True,
     description: str = "",
 ) -> CreatedWebhook:
-    """Create a webhook. Input is validated by the caller (serializer or form)."""
+    """Create a webhook. Input is validated by the caller (serializer or form).
+
+    Raises Conflict when the organization already has WEBHOOK_MAX_PER_ORGANIZATION webhooks;
+    the organization's row is locked while counting, so concurrent creates cannot pass it.
+    """
     secret = secret or generate_secret()
     webhook = Webhook(organization=organization, url=url, events=events, enabled=enabled, description=description)
     webhook.set_secret(secret)
-    webhook.save(force_insert=True)
+    limit = settings.WEBHOOK_MAX_PER_ORGANIZATION
+    with transaction.atomic():
+        Organization.objects.select_for_update().filter(id=organization.id).first()
+        if Webhook.objects.filter(organization_id=organization.id).count() >= limit:
+            raise Conflict(
+                f"This organization has reached its limit of {limit} webhooks. "
+                "Delete one you no longer use, or ask an operator to raise WEBHOOK_MAX_PER_ORGANIZATION."
+            )
+        webhook.save(force_insert=True)
     return CreatedWebhook(webhook=webhook, secret=secret)
 
 

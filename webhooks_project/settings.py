@@ -193,6 +193,12 @@ WEBHOOK_SWEEP_INTERVAL = _env_float("WEBHOOK_SWEEP_INTERVAL", 30.0)
 # Attempts in flight at once towards one endpoint, cluster-wide: a hanging endpoint ties up
 # at most this many worker threads.
 WEBHOOK_ENDPOINT_CONCURRENCY = _env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 4)
+# Attempts in flight at once for one organization, cluster-wide, across all its endpoints: an
+# organization with many hanging endpoints holds at most this many worker threads; the rest of
+# its work waits (parked, holding no thread) while other organizations' work runs.
+WEBHOOK_ORG_CONCURRENCY = _env_int("WEBHOOK_ORG_CONCURRENCY", 8)
+# Most webhooks one organization may have (409 beyond): bounds what one tenant can fan out to.
+WEBHOOK_MAX_PER_ORGANIZATION = _env_int("WEBHOOK_MAX_PER_ORGANIZATION", 50)
 # Deliveries one drain step claims, sends over one keep-alive connection and records together.
 WEBHOOK_BATCH_SIZE = _env_int("WEBHOOK_BATCH_SIZE", 50)
 # A drain task hands its thread back after this long so other endpoints get a turn.

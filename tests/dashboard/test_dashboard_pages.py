@@ -471,3 +471,16 @@ def test_other_organization_gets_404_on_every_page_and_action_and_sees_nothing(u
     # A delivery id of one webhook is not found under another webhook of the same organization.
     sibling = make_webhook(tenant.organization, "https://acme.example/other").webhook
     assert ui.get(page(sibling, f"/deliveries/{delivery.id}")).status_code == 404
+
+
+def test_create_webhook_when_quota_reached_says_so_and_creates_nothing(ui, tenant, settings):
+    from webhooks.models import Webhook
+
+    settings.WEBHOOK_MAX_PER_ORGANIZATION = 1
+    ui.post(NEW, {"url": RECEIVER, "events": ["*"]})
+
+    response = ui.post(NEW, {"url": RECEIVER, "events": ["*"], "description": "second"})
+
+    assert response.status_code == 200
+    assert "reached its limit of 1 webhooks" in text(response)
+    assert Webhook.objects.filter(organization=tenant.organization).count() == 1

@@ -464,3 +464,22 @@ def test_error_bodies_are_json_objects_when_anything_fails(api):
     ]:
         body = json.loads(response.content)
         assert set(body) <= {"error", "message", "fields"}
+
+
+# --- The webhook quota ---------------------------------------------------------------------
+
+
+def test_create_webhook_answers_409_when_organization_has_its_most_webhooks(api, tenant, other_tenant, settings):
+    settings.WEBHOOK_MAX_PER_ORGANIZATION = 3
+    for _ in range(3):
+        assert _create(api).status_code == 201
+
+    body = _assert_error(_create(api), 409, "conflict")
+
+    assert "reached its limit of 3 webhooks" in body["message"]
+    assert "WEBHOOK_MAX_PER_ORGANIZATION" in body["message"]
+    assert Webhook.objects.filter(organization=tenant.organization).count() == 3
+    assert _create(api_client(other_tenant.key)).status_code == 201  # the quota is per organization
+    webhook_id = Webhook.objects.filter(organization=tenant.organization).first().id
+    assert api.delete(f"/ui/api/webhooks/{webhook_id}").status_code == 204
+    assert _create(api).status_code == 201  # room again after a delete
