@@ -890,7 +890,7 @@ def scenario_isolation(state: State) -> None:
         harness.wait_until(lambda: receiver_get(state, "/counts")["hanging"] >= 1, timeout=15, interval=0.1)
         peak = [0]
 
-        def sample() -> None:
+        def sample(peak: list[int] = peak) -> None:
             peak[0] = max(peak[0], receiver_get(state, "/counts")["hanging"])
 
         stats = paced_latency(state, victim, ISOLATION_RATE, ISOLATION_SECONDS, on_tick=sample)
