@@ -244,11 +244,9 @@ def start_worker(tmp_path, redis_client) -> Iterator[Callable[..., Process]]:
         worker = Process(worker_command(env["CELERY_WORKER_CONCURRENCY"]), env, tmp_path / f"worker{len(started)}.log")
         started.append(worker.start())
         if beat:
-            args = [
-                sys.executable, "-m", "celery", "-A", "webhooks_project", "beat", "--loglevel", "INFO",
-                "--schedule", str(tmp_path / "beat-schedule"),
-            ]  # fmt: skip
-            started.append(Process(args, env, tmp_path / "beat.log").start())
+            args = [sys.executable, "-m", "celery", "-A", "webhooks_project", "beat", "--loglevel", "INFO"]
+            beat_env = {**env, "CELERY_BEAT_SCHEDULE_FILE": str(tmp_path / "beat-schedule")}
+            started.append(Process(args, beat_env, tmp_path / "beat.log").start())
         return worker
 
     yield start

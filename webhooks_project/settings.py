@@ -268,6 +268,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Keep database connections across tasks (Celery closes them around every task otherwise);
 # stale ones are closed by a task_prerun hook in webhooks_project/celery.py.
 CELERY_DB_REUSE_MAX = 1_000_000
+# Where beat keeps its schedule's state (last run times) between restarts.
+CELERY_BEAT_SCHEDULE_FILENAME = _env("CELERY_BEAT_SCHEDULE_FILE", "/tmp/webhooks-celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "deliveries.sweep", "schedule": WEBHOOK_SWEEP_INTERVAL},
     "maintain": {"task": "deliveries.maintain", "schedule": 3600.0},
