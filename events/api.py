@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from events import services
+from webhooks.throttling import charge_events
 from webhooks_project.serializers import StrictCharField, StrictSerializer
 
 
@@ -23,12 +24,16 @@ class EmitSerializer(StrictSerializer):
 
 
 class EventCreateView(APIView):
+    # Counted in events (API_EVENTS_THROTTLE_RATE), not with the other requests.
+    throttle_classes: list = []
+
     @extend_schema(
         request=EmitSerializer,
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
         responses={202: inline_serializer("EventAccepted", {"id": serializers.CharField()})},
     )
     def post(self, request: Request) -> Response:
+        charge_events(request, 1)
         serializer = EmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:

@@ -144,9 +144,17 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "webhooks_project.pagination.CursorPagination",
     "PAGE_SIZE": _env_int("API_PAGE_SIZE", 50),
     "EXCEPTION_HANDLER": "webhooks_project.errors.exception_handler",
+    # Per API key, at API_THROTTLE_RATE; event ingest charges API_EVENTS_THROTTLE_RATE instead.
+    "DEFAULT_THROTTLE_CLASSES": ["webhooks.throttling.ApiKeyRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "webhooks_project.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
+# Requests one API key may make ("<n>/<s|min|hour|day>", empty: no limit): one runaway client
+# cannot take the web processes from every other. Event ingest is counted apart, in events.
+API_THROTTLE_RATE = _env("API_THROTTLE_RATE", "1200/min")
+# Events one API key may send over REST, a batch counting each of its events: well above the
+# delivery limits' 100/s per organization, so only a producer stuck in a loop meets it.
+API_EVENTS_THROTTLE_RATE = _env("API_EVENTS_THROTTLE_RATE", "6000/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "CyberCage Webhooks API",
     "DESCRIPTION": "Configure webhook endpoints, emit events and read delivery history.",
@@ -173,6 +181,16 @@ CELERY_BROKER_URL = _env("CELERY_BROKER_URL", REDIS_URL)
 CELERY_VISIBILITY_TIMEOUT = _env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
 # Worker threads per worker process: each runs one endpoint's drain loop at a time.
 CELERY_WORKER_CONCURRENCY = _env_int("CELERY_WORKER_CONCURRENCY", 16)
+# Django's cache is Redis too, so DRF's per-key throttle counts across every web process. A
+# cache that does not answer within a second is treated as down (requests go on unthrottled).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "whk:cache",
+        "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
+    }
+}
 
 # --- Delivery ----------------------------------------------------------------------------
 
