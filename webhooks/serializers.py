@@ -10,7 +10,7 @@ from rest_framework import serializers
 from events import catalogue
 from webhooks.destinations import UrlRefused, check_url
 from webhooks.models import Webhook
-from webhooks_project.serializers import StrictBooleanField, StrictCharField, StrictSerializer
+from webhooks_project.serializers import BoundedListField, StrictBooleanField, StrictCharField, StrictSerializer
 
 MIN_SECRET_LENGTH = 12
 MAX_SECRET_LENGTH = 255
@@ -72,9 +72,7 @@ def _url_field(**kwargs: Any) -> StrictCharField:
 
 
 def _events_field(**kwargs: Any) -> serializers.ListField:
-    return serializers.ListField(
-        child=StrictCharField(max_length=64), allow_empty=True, max_length=MAX_EVENTS, **kwargs
-    )
+    return BoundedListField(child=StrictCharField(max_length=64), allow_empty=True, max_length=MAX_EVENTS, **kwargs)
 
 
 def _secret_field() -> StrictCharField:

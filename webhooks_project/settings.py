@@ -140,7 +140,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["webhooks.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["webhooks_project.parsers.BoundedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "webhooks_project.pagination.CursorPagination",
     "PAGE_SIZE": _env_int("API_PAGE_SIZE", 50),
     "EXCEPTION_HANDLER": "webhooks_project.errors.exception_handler",
@@ -149,6 +149,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "webhooks_project.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
+# Deepest nesting of a JSON body, and of emit()'s data: real payloads are a few levels deep, and
+# recursive code (parsers, encoders, receivers' too) stays far from Python's recursion limit.
+JSON_MAX_DEPTH = _env_int("JSON_MAX_DEPTH", 64)
+# Most values (objects, arrays, strings, numbers, ...) in one JSON body: the work a request costs
+# grows with them, not with its bytes. A 1 MB payload of real records holds well under this.
+JSON_MAX_VALUES = _env_int("JSON_MAX_VALUES", 100_000)
 # Requests one API key may make ("<n>/<s|min|hour|day>", empty: no limit): one runaway client
 # cannot take the web processes from every other. Event ingest is counted apart, in events.
 API_THROTTLE_RATE = _env("API_THROTTLE_RATE", "1200/min")
