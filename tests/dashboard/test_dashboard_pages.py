@@ -217,6 +217,20 @@ def test_create_webhook_when_invalid_shows_each_error_next_to_its_field(ui, tena
     assert not Webhook.objects.exists()
 
 
+def test_create_webhook_when_secret_cannot_sign_says_so_next_to_the_secret(ui, api, tenant):
+    from webhooks.models import Webhook
+
+    secret = "whsec_!!!!notbase64!!"
+    body = text(ui.post(NEW, {"url": RECEIVER, "events": ["*"], "secret": secret}))
+
+    shown = re.search(r'id="secret-error">([^<]*)<', body)
+    assert shown is not None
+    api_fields = api.post("/ui/api/webhooks", {"url": RECEIVER, "events": ["*"], "secret": secret}, format="json")
+    assert [html.unescape(shown.group(1))] == api_fields.json()["fields"]["secret"]
+    assert secret not in body
+    assert not Webhook.objects.exists()
+
+
 @pytest.mark.parametrize(("url", "events"), [("ftp://example.com/hook", ["*"]), (RECEIVER, ["threat.detected", "x.y"])])
 def test_create_webhook_when_invalid_says_what_the_api_says(ui, api, url, events):
     body = text(ui.post(NEW, {"url": url, "events": events}))
