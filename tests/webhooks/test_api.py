@@ -412,6 +412,35 @@ def test_rotate_secret_refuses_and_keeps_secret_when_too_short(api):
     assert Webhook.objects.get(id=created["id"]).signing_secrets() == ["webhook_secret"]
 
 
+# --- Refused destinations -----------------------------------------------------------------
+
+
+def test_create_and_update_say_a_name_resolves_to_a_non_public_address_without_naming_it(api, settings):
+    created = _create(api).json()
+    settings.WEBHOOK_ALLOWED_NETWORKS = []  # production: nothing exempt
+
+    refusals = [
+        _create(api, url="http://localhost:8080/hook"),
+        api.patch(f"/ui/api/webhooks/{created['id']}", {"url": "http://localhost:8080/hook"}, format="json"),
+    ]
+
+    for response in refusals:
+        body = _assert_field_error(response, "url")
+        assert body["fields"]["url"] == [
+            "host resolves to a non-public address; webhook URLs must reach a publicly routable host."
+        ]
+        assert "127.0.0.1" not in response.content.decode()
+    assert Webhook.objects.get(id=created["id"]).url == PUBLIC_URL
+
+
+def test_create_names_a_literal_address_and_its_kind_when_refused(api, settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = []
+
+    body = _assert_field_error(_create(api, url="http://10.0.0.7/hook"), "url")
+
+    assert body["fields"]["url"] == ["10.0.0.7 is a private address; webhook URLs must reach a publicly routable host."]
+
+
 # --- Secrets that cannot sign ------------------------------------------------------------
 
 UNSIGNABLE = "whsec_!!!!notbase64!!"
