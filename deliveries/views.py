@@ -4,7 +4,7 @@ It lives in the deliveries app because it joins webhooks and their deliveries. E
 scoped to the signed-in user's organization through the selectors the API uses (another
 organization's ids are simply not found), sends a Content-Security-Policy and is never cached.
 A signing secret appears once: on the page right after creation or rotation, handed over in
-the session (encrypted, popped when shown), never in a URL.
+the session (encrypted, popped when shown; webhooks.reveal), never in a URL.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from deliveries import selectors, services
 from deliveries.forms import DeliveryFilterForm, EmailLoginForm, SendTestEventForm, WebhookCreateForm, WebhookEditForm
 from deliveries.models import Delivery
 from events import catalogue
-from webhooks import crypto
+from webhooks import reveal
 from webhooks import services as webhook_services
 from webhooks.models import Membership, Webhook
 from webhooks.selectors import webhook_get, webhooks_of
@@ -51,7 +51,8 @@ CONTENT_SECURITY_POLICY = (
 )
 # A dashboard session lasts a working day; signing in again after that is cheap.
 SESSION_SECONDS = 8 * 3600
-SECRET_SESSION_KEY = "dashboard.secret_reveal"
+# What the webhook page reveals once, handed over by create and rotate (webhooks.reveal).
+SECRET_REVEAL = "webhook-secret"
 WEBHOOKS_PAGE_SIZE = 25
 HISTORY_PAGE_SIZE = 25
 DAY = timedelta(hours=24)
@@ -158,7 +159,9 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
             enabled=data["enabled"],
             description=data["description"],
         )
-        _hand_over_secret(request, created.webhook, created.secret, rotated=False)
+        reveal.hand_over(
+            request, kind=SECRET_REVEAL, object_id=created.webhook.id, secret=created.secret, rotated=False
+        )
         messages.success(request, "Webhook created.")
         return redirect("dashboard:webhook-detail", webhook_id=created.webhook.id)
     return _render(request, "dashboard/webhook_form.html", {"form": form, "events": _event_options(form)})
@@ -198,7 +201,7 @@ def webhook_detail(request: HttpRequest, webhook_id: str) -> HttpResponse:
     history = _history(webhook, wanted)
     context = {
         "webhook": webhook,
-        "secret": _take_secret(request, webhook),
+        "secret": reveal.take(request, kind=SECRET_REVEAL, object_id=webhook.id),
         "previous_secret_until": _previous_secret_until(webhook),
         "day": _stats(webhook, DAY),
         "week": _stats(webhook, WEEK),
@@ -250,7 +253,7 @@ def webhook_set_enabled(request: HttpRequest, webhook_id: str, enabled: bool) ->
 def webhook_rotate_secret(request: HttpRequest, webhook_id: str) -> HttpResponse:
     webhook = webhook_get(request.organization, webhook_id)
     secret = webhook_services.webhook_rotate_secret(webhook=webhook)
-    _hand_over_secret(request, webhook, secret, rotated=True)
+    reveal.hand_over(request, kind=SECRET_REVEAL, object_id=webhook.id, secret=secret, rotated=True)
     return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
 
 
@@ -294,26 +297,6 @@ def delivery_retry(request: HttpRequest, webhook_id: str, delivery_id: str) -> H
 
 
 # --- Helpers -----------------------------------------------------------------------------
-
-
-def _hand_over_secret(request: HttpRequest, webhook: Webhook, secret: str, *, rotated: bool) -> None:
-    """Keep a secret for the next page only; encrypted, since sessions are stored in the database."""
-    request.session[SECRET_SESSION_KEY] = {
-        "webhook_id": webhook.id,
-        "secret": crypto.encrypt(secret),
-        "rotated": rotated,
-    }
-
-
-def _take_secret(request: HttpRequest, webhook: Webhook) -> dict[str, Any] | None:
-    handed = request.session.pop(SECRET_SESSION_KEY, None)
-    if not handed or handed.get("webhook_id") != webhook.id:
-        return None
-    try:
-        value = crypto.decrypt(handed["secret"])
-    except (KeyError, ValueError):
-        return None
-    return {"value": value, "rotated": bool(handed.get("rotated"))}
 
 
 def _previous_secret_until(webhook: Webhook) -> datetime | None:
