@@ -127,6 +127,14 @@ LOGIN_URL = "/ui/login"
 AUTHENTICATION_BACKENDS = ["webhooks.login_throttle.ThrottledModelBackend"]
 LOGIN_FAILURE_LIMIT = _env_int("LOGIN_FAILURE_LIMIT", 10)
 LOGIN_FAILURE_WINDOW = _env_int("LOGIN_FAILURE_WINDOW", 900)
+# Failures at one account from every address: a guesser spread over many addresses. Higher than
+# the pair's, since anyone can add to it; a lock-out it causes ends with the window.
+LOGIN_ACCOUNT_FAILURE_LIMIT = _env_int("LOGIN_ACCOUNT_FAILURE_LIMIT", 50)
+# Failures from one address over every account: password spraying (one guess at many accounts).
+LOGIN_ADDRESS_FAILURE_LIMIT = _env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 30)
+# Reverse proxies in front of the web process that append to X-Forwarded-For: the client is the
+# Nth address from its right. 0 (no proxy) uses REMOTE_ADDR; the header is then not trusted.
+TRUSTED_PROXY_HOPS = _env_int("DJANGO_TRUSTED_PROXY_HOPS", 0)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = _env_bool("DJANGO_SECURE_COOKIES", False)
