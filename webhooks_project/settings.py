@@ -248,8 +248,10 @@ WEBHOOK_USER_AGENT = _env("WEBHOOK_USER_AGENT", "CyberCage-Webhooks/1.0")
 # /healthz answers 503 when a due delivery has waited longer than this many seconds: the
 # workers are down or cannot keep up.
 WEBHOOK_HEALTH_MAX_LAG = _env_int("WEBHOOK_HEALTH_MAX_LAG", 300)
-# Bearer token /metrics requires; empty leaves it open (scrapers usually sit on a private network).
+# Bearer token /metrics requires. Without one /metrics is closed (403 saying how to open it)
+# unless METRICS_PUBLIC is on: delivery volumes and endpoint counts are not for everyone.
 METRICS_TOKEN = _env("METRICS_TOKEN", "")
+METRICS_PUBLIC = _env_bool("METRICS_PUBLIC", False)
 
 # Bodies without a Content-Length are capped while read, too (413 as well).
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_PAYLOAD_BYTES
