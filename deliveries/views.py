@@ -42,13 +42,8 @@ from webhooks import reveal
 from webhooks import services as webhook_services
 from webhooks.models import Membership, Webhook
 from webhooks.selectors import webhook_get, webhooks_of
+from webhooks_project.middleware import CONTENT_SECURITY_POLICY
 
-# Scripts and styles come from our static files only; the charts are inline SVG drawn with
-# presentation attributes, which the policy allows.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-)
 # A dashboard session lasts a working day; signing in again after that is cheap.
 SESSION_SECONDS = 8 * 3600
 # What the webhook page reveals once, handed over by create and rotate (webhooks.reveal).

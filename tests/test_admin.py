@@ -279,3 +279,33 @@ def test_event_search_finds_by_id_type_and_organization(operator, tenant, other_
     assert detail.status_code == 200
     assert "data_exfiltration" in detail.content.decode()
     assert Event.objects.count() == 2
+
+
+def test_admin_pages_need_no_inline_script_or_style_when_under_the_content_security_policy(operator, tenant):
+    """The policy forbids inline scripts and style attributes; no admin page relies on one."""
+    from webhooks_project.middleware import CONTENT_SECURITY_POLICY
+
+    webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
+    delivery = add_attempted_delivery(webhook, status="failed", http=500)
+    api_key = ApiKey.objects.get(organization=tenant.organization)
+    pages = [
+        "/admin/",
+        "/admin/webhooks/organization/",
+        f"/admin/webhooks/organization/{tenant.organization.id}/change/",
+        "/admin/webhooks/apikey/",
+        "/admin/webhooks/apikey/add/",
+        f"/admin/webhooks/apikey/{api_key.id}/change/",
+        f"/admin/webhooks/webhook/?organization={tenant.organization.id}",
+        f"/admin/webhooks/webhook/{webhook.id}/change/",
+        "/admin/events/event/",
+        f"/admin/deliveries/delivery/?webhook={webhook.id}",
+        f"/admin/deliveries/delivery/{delivery.id}/change/",
+    ]
+    for url in pages:
+        response = operator.get(url)
+        page = response.content.decode()
+        assert response.status_code == 200, url
+        assert response["Content-Security-Policy"] == CONTENT_SECURITY_POLICY, url
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page), url
+        assert not re.search(r"\sstyle=", page), url
+        assert not re.search(r"\son[a-z]+=", page), url  # no inline event handlers either

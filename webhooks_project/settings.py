@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "webhooks_project.middleware.AdminContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "webhooks_project.urls"
