@@ -136,10 +136,19 @@ LOGIN_ADDRESS_FAILURE_LIMIT = _env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 30)
 # Reverse proxies in front of the web process that append to X-Forwarded-For: the client is the
 # Nth address from its right. 0 (no proxy) uses REMOTE_ADDR; the header is then not trusted.
 TRUSTED_PROXY_HOPS = _env_int("DJANGO_TRUSTED_PROXY_HOPS", 0)
+# A proxy that terminates TLS says so in X-Forwarded-Proto, which it must set itself: only then
+# does a request count as HTTPS (HSTS, secure redirects) behind it.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_HOPS > 0 else None
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = _env_bool("DJANGO_SECURE_COOKIES", False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Behind HTTPS: cookies (session, CSRF, messages) are Secure, and browsers are told to use
+# HTTPS only (HSTS) for DJANGO_HSTS_SECONDS, a year by default; HSTS is sent on HTTPS requests.
+SECURE_COOKIES = _env_bool("DJANGO_SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+SECURE_HSTS_SECONDS = _env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600) if SECURE_COOKIES else 0
+# Only when every subdomain serves HTTPS too: browsers then refuse plain HTTP to all of them.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_COOKIES and _env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
