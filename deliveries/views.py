@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -106,6 +106,12 @@ class LoginView(auth_views.LoginView):
 
     def get_default_redirect_url(self) -> str:
         return reverse("dashboard:webhook-list")
+
+    def get_redirect_url(self) -> str:
+        # A ``next`` back to this page would send a signed-in user round in circles (Django
+        # refuses with a ValueError: a 500); the webhooks list is where they meant to go.
+        url = super().get_redirect_url()
+        return "" if url and urlsplit(url).path == self.request.path else url
 
     def form_valid(self, form: Form) -> HttpResponse:
         response = super().form_valid(form)  # rotates the session key and the CSRF token
