@@ -78,6 +78,7 @@ def _is_plain(value: Any) -> bool:
         if depth >= MAX_DEPTH:
             return False  # _encode reports depth and cycles
         containers: list[Any] = []
+        queued: set[int] = set()  # a container shared within a level is read once (see _has_problem)
         for item in level:
             children: Iterable[Any]
             if type(item) is dict:
@@ -98,7 +99,9 @@ def _is_plain(value: Any) -> bool:
                     if not -_MAX_SAFE_INTEGER <= child <= _MAX_SAFE_INTEGER:
                         return False
                 elif kind is dict or kind is list:
-                    containers.append(child)
+                    if id(child) not in queued:
+                        queued.add(id(child))
+                        containers.append(child)
                 elif child is not None and kind is not bool:
                     return False
         level = containers
@@ -288,6 +291,9 @@ def _has_problem(value: Any, max_depth: int) -> bool:
     depth = 0
     while level:
         containers: list[Any] = []
+        # A container referenced twice at one depth is read once: Python values (not parsed
+        # JSON) can share one, and a shared or cyclic one must not double the work per level.
+        queued: set[int] = set()
         for item in level:
             children: Iterable[Any]
             if isinstance(item, dict):
@@ -316,7 +322,8 @@ def _has_problem(value: Any, max_depth: int) -> bool:
                 elif kind is float:
                     if not math.isfinite(child):
                         return True
-                elif child is not None and kind is not bool:
+                elif child is not None and kind is not bool and id(child) not in queued:
+                    queued.add(id(child))
                     containers.append(child)  # containers, subclasses and what is not JSON at all
         level = containers
         depth += 1
@@ -345,9 +352,13 @@ def _raise_first_problem(value: Any, max_depth: int) -> None:
     """The same rules as :func:`_has_problem`, raising ValueError at the first value that breaks
     one with its location (``$.data.items[1]``)."""
     stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    read: set[tuple[int, int]] = set()  # (container, depth) pairs already read: sharing costs nothing twice
     while stack:
         item, path, depth = stack.pop()
         if isinstance(item, (dict, list)):
+            if (id(item), depth) in read:
+                continue
+            read.add((id(item), depth))
             if depth >= max_depth:
                 raise ValueError(f"Value at {path} is nested more than {max_depth} levels deep (or contains a cycle)")
             if isinstance(item, dict):

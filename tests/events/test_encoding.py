@@ -7,6 +7,7 @@ import math
 import random
 import struct
 import subprocess
+import time
 from collections import OrderedDict
 from enum import IntEnum
 from typing import Any
@@ -379,3 +380,21 @@ def test_parse_json_object_accepts_when_surrogate_pair_escaped() -> None:
         "a": "😀",
         "n": 1e308,
     }
+
+
+def test_checks_read_a_shared_container_once_per_depth_when_python_values_share_them() -> None:
+    shared: Any = [0]
+    for _ in range(22):
+        shared = [shared, shared]  # 23 lists, 4 million paths through them
+    cyclic: dict[str, Any] = {}
+    cyclic["a"] = cyclic
+    cyclic["b"] = cyclic
+    started = time.monotonic()
+
+    check_json_value(shared)
+    assert _is_plain(shared)
+    with pytest.raises(ValueError, match="cycle"):
+        check_json_value(cyclic)
+    assert not _is_plain(cyclic)
+
+    assert time.monotonic() - started < 0.5  # read path by path, it took seconds and gigabytes
