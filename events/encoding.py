@@ -33,6 +33,11 @@ __all__ = [
 # Python's recursion limit and turns a self-referencing structure into a clear error.
 MAX_DEPTH = 128
 
+# More objects and arrays than a payload of a few megabytes can hold ("[]," is 3 bytes). The
+# level-at-a-time walks stop here: a Python value (never parsed JSON) can share a container,
+# and one that contains itself twice would otherwise double the walk at every level.
+MAX_CONTAINERS = 1_000_000
+
 # Integers up to 2**53 are exact in a double, so JavaScript prints them digit for digit.
 _MAX_SAFE_INTEGER = 2**53
 
@@ -74,11 +79,11 @@ def _is_plain(value: Any) -> bool:
         return False  # a bare scalar: nothing to gain
     level = [value]
     depth = 0
+    read = 1
     while level:
         if depth >= MAX_DEPTH:
             return False  # _encode reports depth and cycles
         containers: list[Any] = []
-        queued: set[int] = set()  # a container shared within a level is read once (see _has_problem)
         for item in level:
             children: Iterable[Any]
             if type(item) is dict:
@@ -99,11 +104,12 @@ def _is_plain(value: Any) -> bool:
                     if not -_MAX_SAFE_INTEGER <= child <= _MAX_SAFE_INTEGER:
                         return False
                 elif kind is dict or kind is list:
-                    if id(child) not in queued:
-                        queued.add(id(child))
-                        containers.append(child)
+                    containers.append(child)
                 elif child is not None and kind is not bool:
                     return False
+        read += len(containers)
+        if read > MAX_CONTAINERS:
+            return False  # shared or cyclic, if not simply too large: _encode reports it
         level = containers
         depth += 1
     return True
@@ -282,6 +288,10 @@ def check_json_value(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
     """
     if _has_problem(value, max_depth):
         _raise_first_problem(value, max_depth)
+        raise ValueError(
+            f"Value holds more than {MAX_CONTAINERS} objects and arrays, counting each time one is shared "
+            "(or contains a cycle)"
+        )
 
 
 def _has_problem(value: Any, max_depth: int) -> bool:
@@ -289,11 +299,9 @@ def _has_problem(value: Any, max_depth: int) -> bool:
     per value but the next level's list of containers."""
     level = [value]
     depth = 0
+    read = 1
     while level:
         containers: list[Any] = []
-        # A container referenced twice at one depth is read once: Python values (not parsed
-        # JSON) can share one, and a shared or cyclic one must not double the work per level.
-        queued: set[int] = set()
         for item in level:
             children: Iterable[Any]
             if isinstance(item, dict):
@@ -322,9 +330,11 @@ def _has_problem(value: Any, max_depth: int) -> bool:
                 elif kind is float:
                     if not math.isfinite(child):
                         return True
-                elif child is not None and kind is not bool and id(child) not in queued:
-                    queued.add(id(child))
+                elif child is not None and kind is not bool:
                     containers.append(child)  # containers, subclasses and what is not JSON at all
+        read += len(containers)
+        if read > MAX_CONTAINERS:
+            return True
         level = containers
         depth += 1
     return False

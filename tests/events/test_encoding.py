@@ -382,19 +382,27 @@ def test_parse_json_object_accepts_when_surrogate_pair_escaped() -> None:
     }
 
 
-def test_checks_read_a_shared_container_once_per_depth_when_python_values_share_them() -> None:
+def test_checks_stop_at_a_bound_when_python_values_share_or_contain_themselves() -> None:
     shared: Any = [0]
     for _ in range(22):
-        shared = [shared, shared]  # 23 lists, 4 million paths through them
+        shared = [shared, shared]  # 23 lists, 4 million references written out
+    small: Any = [0]
+    for _ in range(12):
+        small = [small, small]
     cyclic: dict[str, Any] = {}
     cyclic["a"] = cyclic
-    cyclic["b"] = cyclic
+    cyclic["b"] = cyclic  # each level of a walk would hold twice as many as the last
     started = time.monotonic()
 
-    check_json_value(shared)
-    assert _is_plain(shared)
+    with pytest.raises(ValueError, match="more than 1000000 objects and arrays"):
+        check_json_value(shared)
+    assert not _is_plain(shared)
+    check_json_value(small)
+    assert _is_plain(small)
     with pytest.raises(ValueError, match="cycle"):
         check_json_value(cyclic)
     assert not _is_plain(cyclic)
+    with pytest.raises(ValueError, match="cycle"):
+        js_dumps(cyclic)
 
-    assert time.monotonic() - started < 0.5  # read path by path, it took seconds and gigabytes
+    assert time.monotonic() - started < 10
