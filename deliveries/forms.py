@@ -11,7 +11,13 @@ from rest_framework import serializers
 from deliveries.models import Delivery
 from events import catalogue
 from webhooks import login_throttle
-from webhooks.serializers import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH, validate_destination, validate_event_list
+from webhooks.serializers import (
+    MAX_SECRET_LENGTH,
+    MIN_SECRET_LENGTH,
+    validate_destination,
+    validate_event_list,
+    validate_secret,
+)
 
 ALL_EVENTS_LABEL = "All events (*)"
 # Delivery ids as webhooks_project.ids makes them; anything else is no cursor at all.
@@ -109,6 +115,15 @@ class WebhookCreateForm(WebhookEditForm):
     )
 
     field_order = ["url", "events", "secret", "enabled", "description"]
+
+    def clean_secret(self) -> str:
+        secret = self.cleaned_data["secret"]
+        if secret:
+            try:
+                validate_secret(secret)
+            except serializers.ValidationError as exc:
+                raise _as_form_error(exc) from exc
+        return secret
 
 
 class DeliveryFilterForm(forms.Form):

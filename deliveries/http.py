@@ -57,6 +57,7 @@ from webhooks.destinations import (
     check_url,
     is_allowed_ip,
     literal_ip_or_none,
+    refusal,
     resolve_host,
 )
 
@@ -209,8 +210,7 @@ def _open_pinned_socket(conn: HTTPConnection) -> socket.socket:
         raise NewConnectionError(conn, f"{conn.host} resolves to no address")
     for ip in addresses_of(infos):
         if not is_allowed_ip(ip):
-            suffix = "" if literal_ip_or_none(host) is not None else f" (resolved from {host})"
-            raise _RefusedAddress(conn, f"refused address {ip}{suffix}")
+            raise _RefusedAddress(conn, refusal(ip, literal=literal_ip_or_none(host) is not None))
 
     last_error: OSError | None = None
     for family, socktype, proto, _canonname, sockaddr in infos:

@@ -16,10 +16,12 @@ Always sign the exact bytes that are sent. Pure module: no Django imports.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Sequence
+
+# How a secret becomes the key is the webhooks app's rule: it refuses secrets that cannot sign.
+from webhooks.signing_keys import SECRET_PREFIX, standard_key
 
 __all__ = [
     "SECRET_PREFIX",
@@ -27,8 +29,6 @@ __all__ = [
     "standard_key",
     "standard_signature",
 ]
-
-SECRET_PREFIX = "whsec_"
 
 
 def documented_signature(secret: str, body: bytes) -> str:
@@ -38,28 +38,6 @@ def documented_signature(secret: str, body: bytes) -> str:
     ``crypto.createHmac('sha256', secret)`` uses it.
     """
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-def standard_key(secret: str) -> bytes:
-    """Return the Standard Webhooks HMAC key for ``secret``.
-
-    ``whsec_<base64>`` secrets carry the key in base64, as the Standard Webhooks libraries
-    expect; any other secret is used as its UTF-8 bytes. Raises ValueError for a bad or
-    empty key, since signing with one would give receivers nothing to check.
-    """
-    if secret.startswith(SECRET_PREFIX):
-        encoded = secret[len(SECRET_PREFIX) :]
-        # Tolerate missing padding, as the reference libraries do.
-        encoded += "=" * (-len(encoded) % 4)
-        try:
-            key = base64.b64decode(encoded, validate=True)
-        except binascii.Error:
-            raise ValueError(f"secret starting with {SECRET_PREFIX!r} must continue with base64") from None
-    else:
-        key = secret.encode("utf-8")
-    if not key:
-        raise ValueError("webhook secret is empty")
-    return key
 
 
 def standard_signature(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:

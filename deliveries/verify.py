@@ -38,30 +38,43 @@ def verify(
     *,
     tolerance: int = DEFAULT_TOLERANCE_SECONDS,
     now: float | None = None,
+    allow_documented_only: bool = False,
 ) -> dict[str, Any]:
     """Verify a delivery over its RAW body and return the parsed payload.
 
     Pass the body bytes exactly as received, before any JSON parsing. Header names are
     matched case-insensitively. Rules:
 
-    * If any Standard Webhooks header (``webhook-id``, ``webhook-timestamp``,
-      ``webhook-signature``) is present, all three must be, the timestamp must be within
-      ``tolerance`` seconds of ``now`` (default: the current time), and at least one
-      ``v1,`` entry must match the HMAC of ``"{id}.{timestamp}.{body}"``.
+    * The Standard Webhooks headers (``webhook-id``, ``webhook-timestamp``,
+      ``webhook-signature``) must all be present, the timestamp within ``tolerance`` seconds
+      of ``now`` (default: the current time), and at least one ``v1,`` entry must match the
+      HMAC of ``"{id}.{timestamp}.{body}"``. The timestamp is signed, so a captured delivery
+      cannot be replayed after ``tolerance``, and deleting the headers does not help: a
+      delivery without them is refused.
     * If ``X-CyberCage-Signature`` is present, it must equal ``sha256=<hex HMAC>`` of the
-      body. This scheme has no timestamp, so it alone does not protect against replays.
-    * At least one of the two schemes must be present; every scheme present must verify.
+      body too.
+    * With ``allow_documented_only=True`` a delivery carrying only ``X-CyberCage-Signature``
+      is accepted on that signature. It has no timestamp, so such a delivery could be a
+      replay: ask for this only for senders that do not send the Standard Webhooks headers.
 
     Raises VerificationError with the reason otherwise.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
     has_standard = any(name in lowered for name in STANDARD_HEADERS)
     documented = lowered.get(DOCUMENTED_HEADER)
-    if not has_standard and documented is None:
-        raise VerificationError(
-            "No signature headers: expected webhook-id/webhook-timestamp/webhook-signature or X-CyberCage-Signature"
-        )
-    if has_standard:
+    if not has_standard:
+        if documented is None:
+            raise VerificationError(
+                "No signature headers: expected webhook-id/webhook-timestamp/webhook-signature"
+                + (" or X-CyberCage-Signature" if allow_documented_only else "")
+            )
+        if not allow_documented_only:
+            raise VerificationError(
+                "Missing webhook-id/webhook-timestamp/webhook-signature: without a signed timestamp the delivery "
+                "could be a replay (X-CyberCage-Signature alone is accepted only when asked for: "
+                "allow_documented_only=True, webhook_listen --documented-only)"
+            )
+    else:
         _verify_standard(body, lowered, secret, tolerance, time.time() if now is None else now)
     if documented is not None:
         expected = documented_signature(secret, body).encode("ascii")

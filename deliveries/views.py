@@ -4,7 +4,7 @@ It lives in the deliveries app because it joins webhooks and their deliveries. E
 scoped to the signed-in user's organization through the selectors the API uses (another
 organization's ids are simply not found), sends a Content-Security-Policy and is never cached.
 A signing secret appears once: on the page right after creation or rotation, handed over in
-the session (encrypted, popped when shown), never in a URL.
+the session (encrypted, popped when shown; webhooks.reveal), never in a URL.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -38,21 +38,17 @@ from deliveries import selectors, services
 from deliveries.forms import DeliveryFilterForm, EmailLoginForm, SendTestEventForm, WebhookCreateForm, WebhookEditForm
 from deliveries.models import Delivery
 from events import catalogue
-from webhooks import crypto
+from webhooks import reveal
 from webhooks import services as webhook_services
 from webhooks.models import Membership, Webhook
 from webhooks.selectors import webhook_get, webhooks_of
 from webhooks_project.exceptions import Conflict
+from webhooks_project.middleware import CONTENT_SECURITY_POLICY
 
-# Scripts and styles come from our static files only; the charts are inline SVG drawn with
-# presentation attributes, which the policy allows.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-)
 # A dashboard session lasts a working day; signing in again after that is cheap.
 SESSION_SECONDS = 8 * 3600
-SECRET_SESSION_KEY = "dashboard.secret_reveal"
+# What the webhook page reveals once, handed over by create and rotate (webhooks.reveal).
+SECRET_REVEAL = "webhook-secret"
 WEBHOOKS_PAGE_SIZE = 25
 HISTORY_PAGE_SIZE = 25
 DAY = timedelta(hours=24)
@@ -112,6 +108,12 @@ class LoginView(auth_views.LoginView):
     def get_default_redirect_url(self) -> str:
         return reverse("dashboard:webhook-list")
 
+    def get_redirect_url(self) -> str:
+        # A ``next`` back to this page would send a signed-in user round in circles (Django
+        # refuses with a ValueError: a 500); the webhooks list is where they meant to go.
+        url = super().get_redirect_url()
+        return "" if url and urlsplit(url).path == self.request.path else url
+
     def form_valid(self, form: Form) -> HttpResponse:
         response = super().form_valid(form)  # rotates the session key and the CSRF token
         self.request.session.set_expiry(SESSION_SECONDS)
@@ -163,7 +165,9 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
         except Conflict as exc:
             form.add_error(None, exc.message)
         else:
-            _hand_over_secret(request, created.webhook, created.secret, rotated=False)
+            reveal.hand_over(
+                request, kind=SECRET_REVEAL, object_id=created.webhook.id, secret=created.secret, rotated=False
+            )
             messages.success(request, "Webhook created.")
             return redirect("dashboard:webhook-detail", webhook_id=created.webhook.id)
     return _render(request, "dashboard/webhook_form.html", {"form": form, "events": _event_options(form)})
@@ -203,7 +207,7 @@ def webhook_detail(request: HttpRequest, webhook_id: str) -> HttpResponse:
     history = _history(webhook, wanted)
     context = {
         "webhook": webhook,
-        "secret": _take_secret(request, webhook),
+        "secret": reveal.take(request, kind=SECRET_REVEAL, object_id=webhook.id),
         "previous_secret_until": _previous_secret_until(webhook),
         "day": _stats(webhook, DAY),
         "week": _stats(webhook, WEEK),
@@ -255,7 +259,7 @@ def webhook_set_enabled(request: HttpRequest, webhook_id: str, enabled: bool) ->
 def webhook_rotate_secret(request: HttpRequest, webhook_id: str) -> HttpResponse:
     webhook = webhook_get(request.organization, webhook_id)
     secret = webhook_services.webhook_rotate_secret(webhook=webhook)
-    _hand_over_secret(request, webhook, secret, rotated=True)
+    reveal.hand_over(request, kind=SECRET_REVEAL, object_id=webhook.id, secret=secret, rotated=True)
     return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
 
 
@@ -299,26 +303,6 @@ def delivery_retry(request: HttpRequest, webhook_id: str, delivery_id: str) -> H
 
 
 # --- Helpers -----------------------------------------------------------------------------
-
-
-def _hand_over_secret(request: HttpRequest, webhook: Webhook, secret: str, *, rotated: bool) -> None:
-    """Keep a secret for the next page only; encrypted, since sessions are stored in the database."""
-    request.session[SECRET_SESSION_KEY] = {
-        "webhook_id": webhook.id,
-        "secret": crypto.encrypt(secret),
-        "rotated": rotated,
-    }
-
-
-def _take_secret(request: HttpRequest, webhook: Webhook) -> dict[str, Any] | None:
-    handed = request.session.pop(SECRET_SESSION_KEY, None)
-    if not handed or handed.get("webhook_id") != webhook.id:
-        return None
-    try:
-        value = crypto.decrypt(handed["secret"])
-    except (KeyError, ValueError):
-        return None
-    return {"value": value, "rotated": bool(handed.get("rotated"))}
 
 
 def _previous_secret_until(webhook: Webhook) -> datetime | None:

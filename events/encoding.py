@@ -15,14 +15,28 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from json.encoder import encode_basestring
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "check_json_value", "js_dumps", "parse_json_object"]
+__all__ = [
+    "MAX_DEPTH",
+    "NestedTooDeep",
+    "TooManyValues",
+    "check_json_bounds",
+    "check_json_value",
+    "js_dumps",
+    "parse_json_object",
+]
 
 # Real event payloads are a few levels deep; the cap keeps the recursive encoder far below
 # Python's recursion limit and turns a self-referencing structure into a clear error.
 MAX_DEPTH = 128
+
+# More objects and arrays than a payload of a few megabytes can hold ("[]," is 3 bytes). The
+# level-at-a-time walks stop here: a Python value (never parsed JSON) can share a container,
+# and one that contains itself twice would otherwise double the walk at every level.
+MAX_CONTAINERS = 1_000_000
 
 # Integers up to 2**53 are exact in a double, so JavaScript prints them digit for digit.
 _MAX_SAFE_INTEGER = 2**53
@@ -45,9 +59,60 @@ def js_dumps(value: Any) -> str:
     left to Python's recursion limit), so output always survives JavaScript unchanged.
     """
     try:
+        if _is_plain(value):
+            return _PLAIN.encode(value)
         return _encode(value)
     except RecursionError:
         raise ValueError("JSON value is nested too deeply or contains a cycle") from None
+
+
+# For values holding only what Python's C encoder already writes as JavaScript does: exact
+# dicts (keys that cannot be array indices, so insertion order is JavaScript's order too),
+# lists, strings without lone surrogates (the same C string encoder as _encode_str), integers
+# JavaScript holds exactly, booleans and None. Anything else (floats above all) takes _encode.
+_PLAIN = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False, allow_nan=False)
+
+
+def _is_plain(value: Any) -> bool:
+    """True if ``_PLAIN`` writes ``value`` byte for byte as ``_encode`` would, several times faster."""
+    if type(value) is not dict and type(value) is not list:
+        return False  # a bare scalar: nothing to gain
+    level = [value]
+    depth = 0
+    read = 1
+    while level:
+        if depth >= MAX_DEPTH:
+            return False  # _encode reports depth and cycles
+        containers: list[Any] = []
+        for item in level:
+            children: Iterable[Any]
+            if type(item) is dict:
+                for key in item:
+                    if type(key) is not str or "0" <= key[:1] <= "9":
+                        return False
+                    if not key.isascii() and _SURROGATE.search(key):
+                        return False
+                children = item.values()
+            else:
+                children = item
+            for child in children:
+                kind = type(child)
+                if kind is str:
+                    if not child.isascii() and _SURROGATE.search(child):
+                        return False
+                elif kind is int:
+                    if not -_MAX_SAFE_INTEGER <= child <= _MAX_SAFE_INTEGER:
+                        return False
+                elif kind is dict or kind is list:
+                    containers.append(child)
+                elif child is not None and kind is not bool:
+                    return False
+        read += len(containers)
+        if read > MAX_CONTAINERS:
+            return False  # shared or cyclic, if not simply too large: _encode reports it
+        level = containers
+        depth += 1
+    return True
 
 
 def _encode(value: Any) -> str:
@@ -210,34 +275,102 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (only finite numbers are allowed)")
 
 
-def check_json_value(value: Any) -> None:
+def check_json_value(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
     """Raise ValueError if ``value`` cannot be sent as JSON that JavaScript round-trips.
 
     Refuses non-finite floats, integers beyond the double range, strings (keys or values)
     with lone surrogates, non-string keys, types other than dict, list, str, int, float,
-    bool and None, and nesting deeper than MAX_DEPTH. The message names the location.
+    bool and None, and nesting deeper than ``max_depth``. The message names the location.
+
+    A quick pass says whether anything is wrong, and only then does a second one, which keeps
+    track of where it is, find the problem and name it: a 1 MB body can hold hundreds of
+    thousands of values, and spelling out the location of each cost about a second.
     """
-    # Iterative, so a cycle or very deep structure becomes a ValueError, not a crash.
+    if _has_problem(value, max_depth):
+        _raise_first_problem(value, max_depth)
+        raise ValueError(
+            f"Value holds more than {MAX_CONTAINERS} objects and arrays, counting each time one is shared "
+            "(or contains a cycle)"
+        )
+
+
+def _has_problem(value: Any, max_depth: int) -> bool:
+    """True if :func:`_raise_first_problem` would raise; one level at a time, nothing allocated
+    per value but the next level's list of containers."""
+    level = [value]
+    depth = 0
+    read = 1
+    while level:
+        containers: list[Any] = []
+        for item in level:
+            children: Iterable[Any]
+            if isinstance(item, dict):
+                for key in item:
+                    if type(key) is not str and not isinstance(key, str):
+                        return True
+                    if not key.isascii() and _SURROGATE.search(key):
+                        return True
+                children = item.values()
+            elif isinstance(item, list):
+                children = item
+            else:
+                if _is_unsendable_scalar(item):  # the top level, or a subclass left for here
+                    return True
+                continue
+            if depth >= max_depth:
+                return True
+            for child in children:
+                kind = type(child)
+                if kind is str:
+                    if not child.isascii() and _SURROGATE.search(child):
+                        return True
+                elif kind is int:
+                    if not -_MAX_SAFE_INTEGER <= child <= _MAX_SAFE_INTEGER and _is_unsendable_scalar(child):
+                        return True
+                elif kind is float:
+                    if not math.isfinite(child):
+                        return True
+                elif child is not None and kind is not bool:
+                    containers.append(child)  # containers, subclasses and what is not JSON at all
+        read += len(containers)
+        if read > MAX_CONTAINERS:
+            return True
+        level = containers
+        depth += 1
+    return False
+
+
+def _is_unsendable_scalar(item: Any) -> bool:
+    if isinstance(item, str):
+        return _SURROGATE.search(item) is not None
+    if item is None or isinstance(item, bool):
+        return False
+    if isinstance(item, int):
+        if -_MAX_SAFE_INTEGER <= item <= _MAX_SAFE_INTEGER:
+            return False
+        try:
+            float(item)
+        except OverflowError:
+            return True
+        return False
+    if isinstance(item, float):
+        return not math.isfinite(item)
+    return True
+
+
+def _raise_first_problem(value: Any, max_depth: int) -> None:
+    """The same rules as :func:`_has_problem`, raising ValueError at the first value that breaks
+    one with its location (``$.data.items[1]``)."""
     stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    read: set[tuple[int, int]] = set()  # (container, depth) pairs already read: sharing costs nothing twice
     while stack:
         item, path, depth = stack.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                raise ValueError(f"String at {path} contains a lone surrogate, which cannot be encoded as UTF-8")
-        elif item is None or isinstance(item, bool):
-            pass
-        elif isinstance(item, int):
-            if not -_MAX_SAFE_INTEGER <= item <= _MAX_SAFE_INTEGER:
-                try:
-                    float(item)
-                except OverflowError:
-                    raise ValueError(f"Number at {path} is beyond the range of a JavaScript number") from None
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise ValueError(f"Number at {path} is {item!r}; only finite numbers are valid JSON")
-        elif isinstance(item, (dict, list)):
-            if depth >= MAX_DEPTH:
-                raise ValueError(f"Value at {path} is nested more than {MAX_DEPTH} levels deep (or contains a cycle)")
+        if isinstance(item, (dict, list)):
+            if (id(item), depth) in read:
+                continue
+            read.add((id(item), depth))
+            if depth >= max_depth:
+                raise ValueError(f"Value at {path} is nested more than {max_depth} levels deep (or contains a cycle)")
             if isinstance(item, dict):
                 for key, child in item.items():
                     if not isinstance(key, str):
@@ -253,10 +386,50 @@ def check_json_value(value: Any) -> None:
                     stack.append((child, child_path, depth + 1))
             else:
                 stack.extend((child, f"{path}[{index}]", depth + 1) for index, child in enumerate(item))
-        else:
+        elif _is_unsendable_scalar(item):
+            if isinstance(item, str):
+                raise ValueError(f"String at {path} contains a lone surrogate, which cannot be encoded as UTF-8")
+            if isinstance(item, float):
+                raise ValueError(f"Number at {path} is {item!r}; only finite numbers are valid JSON")
+            if isinstance(item, int):
+                raise ValueError(f"Number at {path} is beyond the range of a JavaScript number")
             raise ValueError(
                 f"Value at {path} is a {type(item).__name__}; use dict, list, str, int, float, bool or None"
             )
+
+
+class NestedTooDeep(ValueError):
+    """JSON nested deeper than allowed."""
+
+
+class TooManyValues(ValueError):
+    """JSON holding more values than allowed."""
+
+
+def check_json_bounds(value: Any, *, max_depth: int, max_values: int) -> None:
+    """Raise NestedTooDeep if parsed JSON nests deeper than ``max_depth``, TooManyValues if it
+    holds more than ``max_values`` values (objects, arrays, strings, numbers, booleans, nulls).
+
+    Meant for what ``json.loads`` just returned, before anything else walks it: it reads
+    one level at a time, in C-speed list operations, and stops at the first level that
+    crosses a bound, so a body made to be expensive costs little more than its parse.
+    """
+    level = [value]
+    depth = 0
+    count = 0
+    while level:
+        count += len(level)
+        if count > max_values:
+            raise TooManyValues(f"JSON holds more than {max_values} values")
+        containers = [item for item in level if type(item) is dict or type(item) is list]
+        if not containers:
+            return
+        depth += 1
+        if depth > max_depth:
+            raise NestedTooDeep(f"JSON is nested more than {max_depth} levels deep")
+        level = []
+        for container in containers:
+            level.extend(container.values() if type(container) is dict else container)
 
 
 def _key_path(path: str, key: str) -> str:

@@ -56,7 +56,7 @@ def build_event(org_id: str, event_type: str, data: dict[str, Any]) -> Event:
     if not isinstance(data, dict):
         raise EmitError("data", "data must be a JSON object.")
     try:
-        check_json_value(data)
+        check_json_value(data, max_depth=settings.JSON_MAX_DEPTH)
     except ValueError as exc:
         raise EmitError("data", str(exc)) from exc
     now = timezone.now()

@@ -8,6 +8,7 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
+from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
@@ -63,22 +64,43 @@ def test_admin_serves_pages_and_static_files_when_debug_is_off(operator, setting
     assert b"".join(css.streaming_content if css.streaming else [css.content])
 
 
-def test_api_key_added_in_admin_is_shown_once_and_works(operator, tenant):
-    response = operator.post(
-        "/admin/webhooks/apikey/add/", {"organization": tenant.organization.id, "name": "ci"}, follow=True
-    )
+def test_api_key_added_in_admin_is_shown_once_on_its_page_and_never_in_a_cookie(operator, tenant):
+    added = operator.post("/admin/webhooks/apikey/add/", {"organization": tenant.organization.id, "name": "ci"})
 
-    assert response.status_code == 200
-    (shown,) = [m for m in messages_of(response) if "shown only this once" in m]
-    key = re.search(r"(cck_[0-9a-f]{8}_\S+)", shown).group(1)
     api_key = ApiKey.objects.get(name="ci")
+    assert added.status_code == 302
+    assert added["Location"] == f"/admin/webhooks/apikey/{api_key.id}/change/"
+    page = operator.get(added["Location"])
+    assert page.status_code == 200
+    key = re.search(r"<code>(cck_[0-9a-f]{8}_[^<\s]+)</code>", page.content.decode()).group(1)
     assert key.startswith(api_key.prefix)
+    assert "shown only this once" in page.content.decode()
     assert api_client(key).get("/ui/api/webhooks").status_code == 200
+    # Never in a cookie (messages travel in one), in a message, or in the session's row as is.
+    for response in (added, page):
+        assert all(key not in morsel.value for morsel in response.cookies.values())
+    assert all(key not in cookie.value for cookie in operator.cookies.values())
+    assert not any(key in m for m in messages_of(page))
+    assert not any(key in s.session_data for s in Session.objects.all())
+    assert key not in str(operator.session.items())
     # Only a hash is stored, and no later page shows the key.
     assert key not in operator.get(f"/admin/webhooks/apikey/{api_key.id}/change/").content.decode()
     listing = operator.get("/admin/webhooks/apikey/").content.decode()
     assert api_key.prefix in listing
     assert key not in listing
+
+
+def test_api_key_is_not_revealed_on_another_keys_page(operator, tenant):
+    operator.post("/admin/webhooks/apikey/add/", {"organization": tenant.organization.id, "name": "ci"})
+    added = ApiKey.objects.get(name="ci")
+    other = ApiKey.objects.exclude(name="ci").get()
+
+    elsewhere = operator.get(f"/admin/webhooks/apikey/{other.id}/change/").content.decode()
+    own = operator.get(f"/admin/webhooks/apikey/{added.id}/change/").content.decode()
+
+    # The next page was another key's: the new key is not shown there, nor afterwards.
+    assert 'id="new-api-key"' not in elsewhere
+    assert 'id="new-api-key"' not in own
 
 
 def test_api_key_revoke_action_stops_the_key(operator, tenant):
@@ -257,3 +279,33 @@ def test_event_search_finds_by_id_type_and_organization(operator, tenant, other_
     assert detail.status_code == 200
     assert "data_exfiltration" in detail.content.decode()
     assert Event.objects.count() == 2
+
+
+def test_admin_pages_need_no_inline_script_or_style_when_under_the_content_security_policy(operator, tenant):
+    """The policy forbids inline scripts and style attributes; no admin page relies on one."""
+    from webhooks_project.middleware import CONTENT_SECURITY_POLICY
+
+    webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
+    delivery = add_attempted_delivery(webhook, status="failed", http=500)
+    api_key = ApiKey.objects.get(organization=tenant.organization)
+    pages = [
+        "/admin/",
+        "/admin/webhooks/organization/",
+        f"/admin/webhooks/organization/{tenant.organization.id}/change/",
+        "/admin/webhooks/apikey/",
+        "/admin/webhooks/apikey/add/",
+        f"/admin/webhooks/apikey/{api_key.id}/change/",
+        f"/admin/webhooks/webhook/?organization={tenant.organization.id}",
+        f"/admin/webhooks/webhook/{webhook.id}/change/",
+        "/admin/events/event/",
+        f"/admin/deliveries/delivery/?webhook={webhook.id}",
+        f"/admin/deliveries/delivery/{delivery.id}/change/",
+    ]
+    for url in pages:
+        response = operator.get(url)
+        page = response.content.decode()
+        assert response.status_code == 200, url
+        assert response["Content-Security-Policy"] == CONTENT_SECURITY_POLICY, url
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page), url
+        assert not re.search(r"\sstyle=", page), url
+        assert not re.search(r"\son[a-z]+=", page), url  # no inline event handlers either

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from deliveries.services import signed_headers
+from deliveries.signing import standard_signature
 from events.encoding import js_dumps
 from events.services import build_event
 from tests.conftest import ROOT, wait_until
@@ -94,14 +95,54 @@ def test_listener_answers_200_and_prints_a_verified_delivery(listener):
     assert '"note": "é"' in "\n".join(process.lines)
 
 
-def test_listener_accepts_either_signature_scheme_alone(listener):
+def test_listener_accepts_the_standard_webhooks_headers_alone(listener):
     _, url = listener
     body, headers = signed_delivery("dlv_listener_test_2")
-    documented_only = {k: v for k, v in headers.items() if not k.startswith("webhook-")}
     standard_only = {k: v for k, v in headers.items() if k != "X-CyberCage-Signature"}
 
-    assert requests.post(url, data=body, headers=documented_only, timeout=10).status_code == 200
     assert requests.post(url, data=body, headers=standard_only, timeout=10).status_code == 200
+
+
+def test_listener_refuses_a_delivery_whose_timestamp_headers_were_stripped(listener):
+    process, url = listener
+    body, headers = signed_delivery("dlv_listener_test_5")
+    documented_only = {k: v for k, v in headers.items() if not k.startswith("webhook-")}
+
+    response = requests.post(url, data=body, headers=documented_only, timeout=10)
+
+    assert response.status_code == 400
+    process.wait_for(r"^threat\.detected dlv_listener_test_5 INVALID: .*replay")
+
+
+def test_listener_refuses_a_stale_delivery_when_replayed(listener):
+    _, url = listener
+    body, _ = signed_delivery()
+    stale = int(time.time()) - 3600
+    headers = signed_headers(
+        delivery_id="dlv_listener_test_6", event_type="threat.detected", body=body, secrets=[SECRET]
+    )
+    headers["webhook-timestamp"] = str(stale)
+    headers["webhook-signature"] = standard_signature([SECRET], "dlv_listener_test_6", stale, body)
+
+    response = requests.post(url, data=body, headers=headers, timeout=10)
+
+    assert response.status_code == 400
+    assert "too old" in response.text
+
+
+def test_listener_accepts_the_documented_signature_alone_when_run_with_documented_only():
+    process = Listener("--port", "0", "--secret", SECRET, "--documented-only")
+    try:
+        port = process.wait_for(r"Listening on http://127\.0\.0\.1:(\d+)/").group(1)
+        body, headers = signed_delivery("dlv_listener_test_7")
+        documented_only = {k: v for k, v in headers.items() if not k.startswith("webhook-")}
+
+        response = requests.post(f"http://127.0.0.1:{port}/webhook", data=body, headers=documented_only, timeout=10)
+
+        assert response.status_code == 200
+        process.wait_for(r"^threat\.detected dlv_listener_test_7 verified$")
+    finally:
+        process.stop()
 
 
 def test_listener_answers_400_when_the_body_was_changed(listener):

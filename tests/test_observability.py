@@ -120,7 +120,8 @@ def test_healthz_is_503_when_database_is_down():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_metrics_expose_deliveries_attempts_latency_queue_and_lag(client, tenant, receiver, redis_client):
+def test_metrics_expose_deliveries_attempts_latency_queue_and_lag(client, tenant, receiver, redis_client, settings):
+    settings.METRICS_PUBLIC = True
     webhook = make_webhook(tenant.organization, receiver.url()).webhook
     receiver.responses["/down"] = 500
     failing = make_webhook(tenant.organization, receiver.url("/down")).webhook
@@ -159,6 +160,7 @@ def test_metrics_expose_deliveries_attempts_latency_queue_and_lag(client, tenant
 @pytest.mark.django_db(transaction=True)
 def test_metrics_count_deliveries_held_back_by_the_rate_limit(client, tenant, receiver, redis_client, settings):
     settings.WEBHOOK_RATE_PER_SECOND = 1
+    settings.METRICS_PUBLIC = True
     webhook = make_webhook(tenant.organization, receiver.url()).webhook
     for _ in range(3):
         services.delivery_send_test(webhook=webhook, event_type="test.ping")
@@ -180,9 +182,37 @@ def test_metrics_require_the_token_when_one_is_set(client, settings, redis_clien
 
     assert anonymous.status_code == 401
     assert anonymous["WWW-Authenticate"].startswith("Bearer")
+    assert anonymous.json() == {
+        "error": "unauthorized",
+        "message": "/metrics requires Authorization: Bearer <METRICS_TOKEN>.",
+    }
     assert wrong.status_code == 401
     assert right.status_code == 200
     assert "webhook_deliveries_last_24h" in right.content.decode()
+
+
+@pytest.mark.django_db
+def test_metrics_are_closed_with_a_json_explanation_when_neither_token_nor_public(client, settings, redis_client):
+    assert (settings.METRICS_TOKEN, settings.METRICS_PUBLIC) == ("", False)  # the defaults
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 403
+    body = response.json()
+    assert body["error"] == "forbidden"
+    assert "METRICS_TOKEN" in body["message"]
+    assert "METRICS_PUBLIC=true" in body["message"]
+    assert "webhook_" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_metrics_still_need_the_token_when_public_and_a_token_is_set(client, settings, redis_client):
+    settings.METRICS_PUBLIC = True
+    settings.METRICS_TOKEN = "scrape-token-123"
+
+    assert client.get("/metrics").status_code == 401
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics").status_code == 200
 
 
 # --- GET /ui/api/webhooks/{id}/stats -----------------------------------------------------

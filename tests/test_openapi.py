@@ -37,14 +37,14 @@ def test_schema_when_fetched_documents_bearer_auth_and_errors(client):
     assert set(error["required"]) == {"error", "message"}
     create = schema["paths"]["/ui/api/webhooks"]["post"]
     assert create["security"] == [{"ApiKey": []}]
-    assert set(create["responses"]) == {"201", "400", "401", "409", "413", "415"}
+    assert set(create["responses"]) == {"201", "400", "401", "409", "413", "415", "429"}
     assert create["responses"]["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     components = schema["components"]["schemas"]
     assert "threat.detected" in components["Emit"]["properties"]["event"]["enum"]
     assert "*" in components["WebhookWrite"]["properties"]["events"]["items"]["enum"]
     assert components["WebhookWrite"]["additionalProperties"] is False
     detail = schema["paths"]["/ui/api/webhooks/{webhook_id}"]
-    assert set(detail["delete"]["responses"]) == {"204", "401", "404"}
+    assert set(detail["delete"]["responses"]) == {"204", "401", "404", "429"}
     assert "202" in schema["paths"]["/ui/api/events"]["post"]["responses"]
     assert "202" in schema["paths"]["/ui/api/webhooks/test"]["post"]["responses"]
     assert "404" in schema["paths"]["/ui/api/webhooks/test"]["post"]["responses"]

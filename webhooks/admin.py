@@ -7,11 +7,16 @@ actions send test events, and ``webhooks`` never imports ``deliveries``.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
-from webhooks import services
+from webhooks import reveal, services
 from webhooks.models import ApiKey, Organization
+
+# What an API key's admin page reveals once, handed over when the key is added (webhooks.reveal).
+API_KEY_REVEAL = "api-key"
 
 
 @admin.register(Organization)
@@ -27,7 +32,7 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    """Keys are generated here, never typed; the key itself is shown once, in a message."""
+    """Keys are generated here, never typed; the key itself is shown once, on its page right after."""
 
     list_display = ["prefix", "name", "organization", "created_at", "last_used_at", "revoked"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
@@ -61,10 +66,20 @@ class ApiKeyAdmin(admin.ModelAdmin):
             setattr(obj, field, getattr(created, field))
         obj._state.adding = False
         obj._state.db = created._state.db
-        messages.warning(
-            request,
-            f"New API key for {obj.organization}: {key} — copy it now; it is shown only this once.",
-        )
+        # Shown on the key's page next, from the session; a message would carry it in a cookie.
+        reveal.hand_over(request, kind=API_KEY_REVEAL, object_id=obj.id, secret=key)
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        response = super().response_add(request, obj, post_url_continue)
+        if IS_POPUP_VAR in request.POST:
+            return response
+        return HttpResponseRedirect(reverse("admin:webhooks_apikey_change", args=[obj.pk]))
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        revealed = reveal.take(request, kind=API_KEY_REVEAL, object_id=object_id)
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "revealed_key": revealed})
 
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -64,6 +64,48 @@ class UrlRefused(ValueError):
     """A URL the service will not post to; the message says why, for a human."""
 
 
+# What a refusal asks for. A name's refusal never says what it resolved to: the service's own
+# resolver would otherwise map internal names for whoever asks. An address typed in the URL
+# is the caller's own, and may be named (in the form the resolver reads it).
+_PUBLIC_HOST_NEEDED = "webhook URLs must reach a publicly routable host"
+NAME_REFUSAL = f"host resolves to a non-public address; {_PUBLIC_HOST_NEEDED}"
+_PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+
+
+def refusal(ip: IPAddress, *, literal: bool) -> str:
+    """Why ``ip`` is refused: named if the URL gave it literally, else only that the host's is."""
+    if not literal:
+        return NAME_REFUSAL
+    kind = address_kind(ip)
+    article = "an" if kind[0] in "aeiou" else "a"
+    # Python 3.11 writes ::ffff:127.0.0.1 as ::ffff:7f00:1; say it as it was most likely typed.
+    shown = f"::ffff:{ip.ipv4_mapped}" if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
+    return f"{shown} is {article} {kind} address; {_PUBLIC_HOST_NEEDED}"
+
+
+def address_kind(ip: IPAddress) -> str:
+    """The word for a refused address: private, loopback, link-local, ..., else "non-public"."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return address_kind(embedded)
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_multicast:
+        return "multicast"
+    if any(ip.version == net.version and ip in net for net in _PRIVATE_NETWORKS):
+        return "private"
+    if ip.is_reserved:
+        return "reserved"
+    return "non-public"
+
+
 # --- URL and address checks --------------------------------------------------------------
 
 
@@ -93,7 +135,7 @@ def check_url(url: str, *, resolve: bool = True) -> None:
     literal = _literal_ip(host)
     if literal is not None:
         if not is_allowed_ip(literal):
-            raise UrlRefused(f"refused address {literal}")
+            raise UrlRefused(refusal(literal, literal=True))
         return
     if not resolve:
         return
@@ -106,7 +148,7 @@ def check_url(url: str, *, resolve: bool = True) -> None:
         raise UrlRefused(f"could not resolve host {host}")
     for ip in addresses_of(infos):
         if not is_allowed_ip(ip):
-            raise UrlRefused(f"refused address {ip} (resolved from {host})")
+            raise UrlRefused(refusal(ip, literal=False))
 
 
 def is_allowed_ip(ip: IPAddress) -> bool:

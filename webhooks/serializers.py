@@ -10,7 +10,8 @@ from rest_framework import serializers
 from events import catalogue
 from webhooks.destinations import UrlRefused, check_url
 from webhooks.models import Webhook
-from webhooks_project.serializers import StrictBooleanField, StrictCharField, StrictSerializer
+from webhooks.signing_keys import SECRET_PREFIX, standard_key
+from webhooks_project.serializers import BoundedListField, StrictBooleanField, StrictCharField, StrictSerializer
 
 MIN_SECRET_LENGTH = 12
 MAX_SECRET_LENGTH = 255
@@ -27,6 +28,18 @@ def validate_destination(url: str) -> str:
     except ValueError as exc:  # any other parse failure of a malformed URL
         raise serializers.ValidationError(f"URL is not valid ({exc}).") from exc
     return url
+
+
+def validate_secret(secret: str) -> str:
+    """A secret must be able to sign: ``whsec_`` secrets are base64 of the key (Standard Webhooks)."""
+    try:
+        standard_key(secret)
+    except ValueError as exc:
+        raise serializers.ValidationError(
+            f"This secret cannot sign deliveries: a secret starting with {SECRET_PREFIX!r} must continue with "
+            "the base64 of the key (Standard Webhooks). Use another secret, or none to get one generated."
+        ) from exc
+    return secret
 
 
 def validate_event_list(events: list[str]) -> list[str]:
@@ -72,14 +85,16 @@ def _url_field(**kwargs: Any) -> StrictCharField:
 
 
 def _events_field(**kwargs: Any) -> serializers.ListField:
-    return serializers.ListField(
-        child=StrictCharField(max_length=64), allow_empty=True, max_length=MAX_EVENTS, **kwargs
-    )
+    return BoundedListField(child=StrictCharField(max_length=64), allow_empty=True, max_length=MAX_EVENTS, **kwargs)
 
 
 def _secret_field() -> StrictCharField:
     return StrictCharField(
-        required=False, min_length=MIN_SECRET_LENGTH, max_length=MAX_SECRET_LENGTH, trim_whitespace=False
+        required=False,
+        min_length=MIN_SECRET_LENGTH,
+        max_length=MAX_SECRET_LENGTH,
+        trim_whitespace=False,
+        validators=[validate_secret],
     )
 
 

@@ -14,6 +14,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from webhooks.models import ApiKey, Organization, Webhook
+from webhooks.signing_keys import SECRET_PREFIX, standard_key
 from webhooks_project.exceptions import Conflict
 
 API_KEY_PREFIX = "cck_"
@@ -52,7 +53,7 @@ class CreatedWebhook:
 
 def generate_secret() -> str:
     """``whsec_`` + base64 of 32 random bytes, the Standard Webhooks form."""
-    return "whsec_" + base64.b64encode(random_secrets.token_bytes(32)).decode("ascii")
+    return SECRET_PREFIX + base64.b64encode(random_secrets.token_bytes(32)).decode("ascii")
 
 
 def webhook_create(
@@ -64,12 +65,14 @@ def webhook_create(
     enabled: bool = True,
     description: str = "",
 ) -> CreatedWebhook:
-    """Create a webhook. Input is validated by the caller (serializer or form).
+    """Create a webhook. Input is validated by the caller (serializer or form); a secret that
+    cannot sign raises ValueError here too, since stored it would hold every delivery back.
 
     Raises Conflict when the organization already has WEBHOOK_MAX_PER_ORGANIZATION webhooks;
     the organization's row is locked while counting, so concurrent creates cannot pass it.
     """
     secret = secret or generate_secret()
+    standard_key(secret)
     webhook = Webhook(organization=organization, url=url, events=events, enabled=enabled, description=description)
     webhook.set_secret(secret)
     limit = settings.WEBHOOK_MAX_PER_ORGANIZATION
@@ -97,8 +100,10 @@ def webhook_update(*, webhook: Webhook, changes: dict[str, Any]) -> Webhook:
 
 
 def webhook_rotate_secret(*, webhook: Webhook, secret: str | None = None) -> str:
-    """Replace the signing secret; the old one keeps signing for WEBHOOK_SECRET_OVERLAP."""
+    """Replace the signing secret; the old one keeps signing for WEBHOOK_SECRET_OVERLAP. A secret
+    that cannot sign raises ValueError (callers validate it first)."""
     secret = secret or generate_secret()
+    standard_key(secret)
     webhook.rotate_secret(secret, now=timezone.now())
     webhook.save(
         update_fields=["secret_encrypted", "previous_secret_encrypted", "previous_secret_expires_at", "updated_at"]

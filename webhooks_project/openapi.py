@@ -65,12 +65,23 @@ class AutoSchema(openapi.AutoSchema):
         if self.method in _BODY_METHODS:
             errors["413"] = "The request body exceeds WEBHOOK_MAX_PAYLOAD_BYTES."
             errors["415"] = "The body is not application/json."
+        if self.get_auth():
+            errors["429"] = "Too many requests (or events) from this API key; `Retry-After` says when to retry."
         for code, description in errors.items():
             if code not in responses:
                 responses[code] = self._get_response_for_code(
                     OpenApiResponse(ErrorSerializer, description=description), code, direction=direction
                 )
         return dict(sorted(responses.items()))
+
+    def _get_response_headers_for_code(self, status_code: str, direction: openapi.Direction = "response") -> dict:
+        headers = super()._get_response_headers_for_code(status_code, direction)
+        if str(status_code) == "429":
+            headers["Retry-After"] = {
+                "schema": {"type": "integer", "minimum": 0},
+                "description": "Seconds to wait before sending again.",
+            }
+        return headers
 
     def _map_basic_serializer(self, serializer, direction: openapi.Direction) -> dict:
         schema = super()._map_basic_serializer(serializer, direction)

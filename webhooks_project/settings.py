@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "webhooks_project.middleware.AdminContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "webhooks_project.urls"
@@ -127,10 +128,27 @@ LOGIN_URL = "/ui/login"
 AUTHENTICATION_BACKENDS = ["webhooks.login_throttle.ThrottledModelBackend"]
 LOGIN_FAILURE_LIMIT = _env_int("LOGIN_FAILURE_LIMIT", 10)
 LOGIN_FAILURE_WINDOW = _env_int("LOGIN_FAILURE_WINDOW", 900)
+# Failures at one account from every address: a guesser spread over many addresses. Higher than
+# the pair's, since anyone can add to it; a lock-out it causes ends with the window.
+LOGIN_ACCOUNT_FAILURE_LIMIT = _env_int("LOGIN_ACCOUNT_FAILURE_LIMIT", 50)
+# Failures from one address over every account: password spraying (one guess at many accounts).
+LOGIN_ADDRESS_FAILURE_LIMIT = _env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 30)
+# Reverse proxies in front of the web process that append to X-Forwarded-For: the client is the
+# Nth address from its right. 0 (no proxy) uses REMOTE_ADDR; the header is then not trusted.
+TRUSTED_PROXY_HOPS = _env_int("DJANGO_TRUSTED_PROXY_HOPS", 0)
+# A proxy that terminates TLS says so in X-Forwarded-Proto, which it must set itself: only then
+# does a request count as HTTPS (HSTS, secure redirects) behind it.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_HOPS > 0 else None
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = _env_bool("DJANGO_SECURE_COOKIES", False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Behind HTTPS: cookies (session, CSRF, messages) are Secure, and browsers are told to use
+# HTTPS only (HSTS) for DJANGO_HSTS_SECONDS, a year by default; HSTS is sent on HTTPS requests.
+SECURE_COOKIES = _env_bool("DJANGO_SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+SECURE_HSTS_SECONDS = _env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600) if SECURE_COOKIES else 0
+# Only when every subdomain serves HTTPS too: browsers then refuse plain HTTP to all of them.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_COOKIES and _env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
@@ -140,13 +158,27 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["webhooks.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["webhooks_project.parsers.BoundedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "webhooks_project.pagination.CursorPagination",
     "PAGE_SIZE": _env_int("API_PAGE_SIZE", 50),
     "EXCEPTION_HANDLER": "webhooks_project.errors.exception_handler",
+    # Per API key, at API_THROTTLE_RATE; event ingest charges API_EVENTS_THROTTLE_RATE instead.
+    "DEFAULT_THROTTLE_CLASSES": ["webhooks.throttling.ApiKeyRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "webhooks_project.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
+# Deepest nesting of a JSON body, and of emit()'s data: real payloads are a few levels deep, and
+# recursive code (parsers, encoders, receivers' too) stays far from Python's recursion limit.
+JSON_MAX_DEPTH = _env_int("JSON_MAX_DEPTH", 64)
+# Most values (objects, arrays, strings, numbers, ...) in one JSON body: the work a request costs
+# grows with them, not with its bytes. A 1 MB payload of real records holds well under this.
+JSON_MAX_VALUES = _env_int("JSON_MAX_VALUES", 100_000)
+# Requests one API key may make ("<n>/<s|min|hour|day>", empty: no limit): one runaway client
+# cannot take the web processes from every other. Event ingest is counted apart, in events.
+API_THROTTLE_RATE = _env("API_THROTTLE_RATE", "1200/min")
+# Events one API key may send over REST, a batch counting each of its events: well above the
+# delivery limits' 100/s per organization, so only a producer stuck in a loop meets it.
+API_EVENTS_THROTTLE_RATE = _env("API_EVENTS_THROTTLE_RATE", "6000/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "CyberCage Webhooks API",
     "DESCRIPTION": "Configure webhook endpoints, emit events and read delivery history.",
@@ -173,6 +205,16 @@ CELERY_BROKER_URL = _env("CELERY_BROKER_URL", REDIS_URL)
 CELERY_VISIBILITY_TIMEOUT = _env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
 # Worker threads per worker process: each runs one endpoint's drain loop at a time.
 CELERY_WORKER_CONCURRENCY = _env_int("CELERY_WORKER_CONCURRENCY", 16)
+# Django's cache is Redis too, so DRF's per-key throttle counts across every web process. A
+# cache that does not answer within a second is treated as down (requests go on unthrottled).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "whk:cache",
+        "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
+    }
+}
 
 # --- Delivery ----------------------------------------------------------------------------
 
@@ -222,8 +264,10 @@ WEBHOOK_USER_AGENT = _env("WEBHOOK_USER_AGENT", "CyberCage-Webhooks/1.0")
 # /healthz answers 503 when a due delivery has waited longer than this many seconds: the
 # workers are down or cannot keep up.
 WEBHOOK_HEALTH_MAX_LAG = _env_int("WEBHOOK_HEALTH_MAX_LAG", 300)
-# Bearer token /metrics requires; empty leaves it open (scrapers usually sit on a private network).
+# Bearer token /metrics requires. Without one /metrics is closed (403 saying how to open it)
+# unless METRICS_PUBLIC is on: delivery volumes and endpoint counts are not for everyone.
 METRICS_TOKEN = _env("METRICS_TOKEN", "")
+METRICS_PUBLIC = _env_bool("METRICS_PUBLIC", False)
 
 # Bodies without a Content-Length are capped while read, too (413 as well).
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_PAYLOAD_BYTES

@@ -54,15 +54,21 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus metrics; with METRICS_TOKEN set, only for ``Authorization: Bearer <token>``."""
+    """Prometheus metrics: for ``Authorization: Bearer <METRICS_TOKEN>``, or for anyone when
+    METRICS_PUBLIC is on and no token is set. Neither configured: closed, saying how to open it."""
     token = settings.METRICS_TOKEN
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            response = HttpResponse("metrics require Authorization: Bearer <METRICS_TOKEN>\n", status=401)
+            response = json_error(401, "/metrics requires Authorization: Bearer <METRICS_TOKEN>.")
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-            response["Content-Type"] = "text/plain; charset=utf-8"
             return response
+    elif not settings.METRICS_PUBLIC:
+        return json_error(
+            403,
+            "/metrics is closed: set METRICS_TOKEN and scrape with Authorization: Bearer <token>, "
+            "or set METRICS_PUBLIC=true to serve it to anyone who can reach it.",
+        )
     return HttpResponse(metrics.prometheus_text(), content_type=PROMETHEUS_CONTENT_TYPE)
 
 

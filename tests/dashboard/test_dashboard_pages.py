@@ -63,6 +63,21 @@ def test_login_when_password_wrong_shows_error_and_stays_anonymous(client, membe
     assert client.get(LIST).status_code == 302
 
 
+@pytest.mark.parametrize("next_url", ["/ui/login", "/ui/login?next=/ui/login", "/ui/login%3Fnext%3D%2Fui%2Flogin"])
+def test_login_page_sends_a_signed_in_user_to_the_webhooks_when_next_is_the_login_page(ui, next_url):
+    response = ui.get(f"/ui/login?next={next_url}")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/ui/settings/integrations/webhooks"
+
+
+def test_sign_in_lands_on_the_webhooks_when_next_is_the_login_page(client, member):
+    response = client.post("/ui/login?next=/ui/login", {"username": "alice@acme.example", "password": PASSWORD})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/ui/settings/integrations/webhooks"
+
+
 def test_login_when_user_has_no_organization_is_refused(client, db):
     from django.contrib.auth import get_user_model
 
@@ -214,6 +229,20 @@ def test_create_webhook_when_invalid_shows_each_error_next_to_its_field(ui, tena
     assert 'value="ftp://example.com/x"' in body
     assert "keep me" in body
     assert "zq7Xw" not in body  # the secret is never echoed back
+    assert not Webhook.objects.exists()
+
+
+def test_create_webhook_when_secret_cannot_sign_says_so_next_to_the_secret(ui, api, tenant):
+    from webhooks.models import Webhook
+
+    secret = "whsec_!!!!notbase64!!"
+    body = text(ui.post(NEW, {"url": RECEIVER, "events": ["*"], "secret": secret}))
+
+    shown = re.search(r'id="secret-error">([^<]*)<', body)
+    assert shown is not None
+    api_fields = api.post("/ui/api/webhooks", {"url": RECEIVER, "events": ["*"], "secret": secret}, format="json")
+    assert [html.unescape(shown.group(1))] == api_fields.json()["fields"]["secret"]
+    assert secret not in body
     assert not Webhook.objects.exists()
 
 

@@ -219,7 +219,7 @@ def test_verify_accepts_when_header_names_in_any_case() -> None:
     headers = {name.upper(): value for name, value in signed_headers(body, [secret]).items()}
     assert verify(body, headers, secret) == json.loads(body)
     documented_only = {"x-cybercage-signature": documented_signature(secret, body)}
-    assert verify(body, documented_only, secret) == json.loads(body)
+    assert verify(body, documented_only, secret, allow_documented_only=True) == json.loads(body)
 
 
 def test_verify_accepts_when_only_standard_headers_and_rotated_secret() -> None:
@@ -229,6 +229,21 @@ def test_verify_accepts_when_only_standard_headers_and_rotated_secret() -> None:
     del headers["X-CyberCage-Signature"]
     assert verify(body, headers, old) == json.loads(body)
     assert verify(body, headers, new) == json.loads(body)
+
+
+def test_verify_refuses_a_documented_signature_alone_unless_asked_to_accept_it() -> None:
+    secret = generate_secret()
+    body = js_dumps(PAYLOAD).encode("utf-8")
+    headers = signed_headers(body, [secret], timestamp=1)  # a delivery captured long ago ...
+    stripped = {k: v for k, v in headers.items() if not k.lower().startswith("webhook-")}  # ... headers deleted
+
+    with pytest.raises(VerificationError, match="replay"):
+        verify(body, stripped, secret)
+    with pytest.raises(VerificationError, match="too old"):
+        verify(body, headers, secret, allow_documented_only=True)  # the headers still count when present
+    assert verify(body, stripped, secret, allow_documented_only=True) == json.loads(body)
+    with pytest.raises(VerificationError, match="X-CyberCage-Signature"):
+        verify(body, stripped, generate_secret(), allow_documented_only=True)
 
 
 def test_verify_rejects_when_body_tampered() -> None:
@@ -243,6 +258,7 @@ def test_verify_rejects_when_body_tampered() -> None:
             tampered,
             {"X-CyberCage-Signature": headers["X-CyberCage-Signature"]},
             secret,
+            allow_documented_only=True,
         )
 
 

@@ -7,13 +7,24 @@ import math
 import random
 import struct
 import subprocess
+import time
 from collections import OrderedDict
 from enum import IntEnum
 from typing import Any
 
 import pytest
 
-from events.encoding import MAX_DEPTH, check_json_value, js_dumps, parse_json_object
+from events.encoding import (
+    MAX_DEPTH,
+    NestedTooDeep,
+    TooManyValues,
+    _encode,
+    _is_plain,
+    check_json_bounds,
+    check_json_value,
+    js_dumps,
+    parse_json_object,
+)
 
 # Reads a JSON array of JSON texts on stdin, prints a JSON array of their re-serializations.
 NODE_ROUND_TRIP = """
@@ -197,6 +208,76 @@ def test_js_dumps_matches_node_when_random_structures() -> None:
     assert_matches_node(values)
 
 
+def random_plain(rng: random.Random, depth: int = 0) -> Any:
+    """Values js_dumps writes with Python's C encoder: no floats, no index-like keys."""
+    choice = rng.random()
+    if depth < 5 and choice < 0.25:
+        return {"k" + random_string(rng): random_plain(rng, depth + 1) for _ in range(rng.randint(0, 6))}
+    if depth < 5 and choice < 0.4:
+        return [random_plain(rng, depth + 1) for _ in range(rng.randint(0, 5))]
+    if choice < 0.6:
+        return rng.randint(-(2**53), 2**53)
+    if choice < 0.9:
+        return random_string(rng)
+    return rng.choice([True, False, None])
+
+
+def test_js_dumps_matches_node_when_plain_values_take_the_c_encoder() -> None:
+    rng = random.Random(20261201)
+    values = [{"k": random_plain(rng), "s": STRINGS, "n": [2**53, -(2**53), 0]} for _ in range(300)]
+    values += [[random_plain(rng) for _ in range(4)] for _ in range(100)]
+    assert all(_is_plain(value) for value in values)
+    assert_matches_node(values)
+    assert all(js_dumps(value) == _encode(value) for value in values)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": 1.0},
+        {"1": "index-like key"},
+        {"a": [2**53 + 1]},
+        {"a": OrderedDict(b=1)},
+        {"a": "\ud800"},
+        {"a": (1,)},
+        "a bare scalar",
+    ],
+)
+def test_js_dumps_takes_the_javascript_path_when_c_encoder_would_differ(value: Any) -> None:
+    assert not _is_plain(value)
+
+
+def test_check_json_bounds_counts_values_and_levels_when_given_parsed_json() -> None:
+    value = {"a": [1, {"b": None}], "c": "x"}  # 6 values, 3 levels
+    check_json_bounds(value, max_depth=3, max_values=6)
+    with pytest.raises(TooManyValues, match="more than 5 values"):
+        check_json_bounds(value, max_depth=3, max_values=5)
+    with pytest.raises(NestedTooDeep, match="more than 2 levels"):
+        check_json_bounds(value, max_depth=2, max_values=6)
+    check_json_bounds("scalar", max_depth=0, max_values=1)
+
+
+def test_check_json_value_refuses_when_deeper_than_its_max_depth() -> None:
+    value: Any = {}
+    for _ in range(9):
+        value = {"a": value}  # 10 levels
+    check_json_value(value, max_depth=10)
+    with pytest.raises(ValueError, match=r"^Value at \$\.a\.a\.a\.a\.a\.a\.a\.a\.a is nested more than 9 levels"):
+        check_json_value(value, max_depth=9)
+
+
+def test_check_json_value_names_location_when_a_subclass_or_root_is_refused() -> None:
+    class Name(str):
+        pass
+
+    with pytest.raises(ValueError, match=r"String at \$\.list\[2\] contains a lone surrogate"):
+        check_json_value({"list": [1, "ok", Name("\udc00")]})
+    with pytest.raises(ValueError, match=r"Value at \$ is a bytes"):
+        check_json_value(b"root")
+    with pytest.raises(ValueError, match=r"Number at \$\.n\[0\]\.m is beyond"):
+        check_json_value({"n": [OrderedDict(m=10**400)]})
+
+
 def test_js_dumps_accepts_subclasses_when_enum_or_ordered_dict() -> None:
     class Level(IntEnum):
         HIGH = 3
@@ -299,3 +380,29 @@ def test_parse_json_object_accepts_when_surrogate_pair_escaped() -> None:
         "a": "😀",
         "n": 1e308,
     }
+
+
+def test_checks_stop_at_a_bound_when_python_values_share_or_contain_themselves() -> None:
+    shared: Any = [0]
+    for _ in range(22):
+        shared = [shared, shared]  # 23 lists, 4 million references written out
+    small: Any = [0]
+    for _ in range(12):
+        small = [small, small]
+    cyclic: dict[str, Any] = {}
+    cyclic["a"] = cyclic
+    cyclic["b"] = cyclic  # each level of a walk would hold twice as many as the last
+    started = time.monotonic()
+
+    with pytest.raises(ValueError, match="more than 1000000 objects and arrays"):
+        check_json_value(shared)
+    assert not _is_plain(shared)
+    check_json_value(small)
+    assert _is_plain(small)
+    with pytest.raises(ValueError, match="cycle"):
+        check_json_value(cyclic)
+    assert not _is_plain(cyclic)
+    with pytest.raises(ValueError, match="cycle"):
+        js_dumps(cyclic)
+
+    assert time.monotonic() - started < 10

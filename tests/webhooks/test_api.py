@@ -412,6 +412,84 @@ def test_rotate_secret_refuses_and_keeps_secret_when_too_short(api):
     assert Webhook.objects.get(id=created["id"]).signing_secrets() == ["webhook_secret"]
 
 
+# --- Refused destinations -----------------------------------------------------------------
+
+
+def test_create_and_update_say_a_name_resolves_to_a_non_public_address_without_naming_it(api, settings):
+    created = _create(api).json()
+    settings.WEBHOOK_ALLOWED_NETWORKS = []  # production: nothing exempt
+
+    refusals = [
+        _create(api, url="http://localhost:8080/hook"),
+        api.patch(f"/ui/api/webhooks/{created['id']}", {"url": "http://localhost:8080/hook"}, format="json"),
+    ]
+
+    for response in refusals:
+        body = _assert_field_error(response, "url")
+        assert body["fields"]["url"] == [
+            "host resolves to a non-public address; webhook URLs must reach a publicly routable host."
+        ]
+        assert "127.0.0.1" not in response.content.decode()
+    assert Webhook.objects.get(id=created["id"]).url == PUBLIC_URL
+
+
+def test_create_names_a_literal_address_and_its_kind_when_refused(api, settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = []
+
+    body = _assert_field_error(_create(api, url="http://10.0.0.7/hook"), "url")
+
+    assert body["fields"]["url"] == ["10.0.0.7 is a private address; webhook URLs must reach a publicly routable host."]
+
+
+# --- Secrets that cannot sign ------------------------------------------------------------
+
+UNSIGNABLE = "whsec_!!!!notbase64!!"
+
+
+def test_create_webhook_refuses_a_secret_that_cannot_sign(api):
+    body = _assert_field_error(_create(api, secret=UNSIGNABLE), "secret")
+
+    assert "cannot sign" in body["fields"]["secret"][0]
+    assert "base64" in body["fields"]["secret"][0]
+    assert UNSIGNABLE not in json.dumps(body)
+    assert not Webhook.objects.exists()
+
+
+def test_rotate_secret_refuses_a_secret_that_cannot_sign_and_keeps_the_old_one(api):
+    created = _create(api, secret="webhook_secret").json()
+
+    response = api.post(f"/ui/api/webhooks/{created['id']}/rotate-secret", {"secret": UNSIGNABLE}, format="json")
+
+    _assert_field_error(response, "secret")
+    assert Webhook.objects.get(id=created["id"]).signing_secrets() == ["webhook_secret"]
+
+
+@pytest.mark.parametrize("method", ["put", "patch"])
+def test_update_webhook_refuses_a_secret_that_cannot_sign(api, method):
+    created = _create(api, secret="webhook_secret").json()
+
+    response = getattr(api, method)(f"/ui/api/webhooks/{created['id']}", {"secret": UNSIGNABLE}, format="json")
+
+    _assert_field_error(response, "secret")  # secrets change by rotation only
+    assert Webhook.objects.get(id=created["id"]).signing_secrets() == ["webhook_secret"]
+
+
+def test_secrets_that_sign_are_accepted_whether_whsec_base64_or_plain(api):
+    for secret in ["whsec_" + base64.b64encode(b"k" * 24).decode(), "whsec_" + "QUJD" * 4, "plain-secret-!!!!"]:
+        assert _create(api, secret=secret).status_code == 201
+
+
+def test_services_refuse_a_secret_that_cannot_sign_when_called_directly(tenant):
+    from webhooks import services
+
+    with pytest.raises(ValueError, match="base64"):
+        services.webhook_create(organization=tenant.organization, url=PUBLIC_URL, events=["*"], secret=UNSIGNABLE)
+    webhook = make_webhook(tenant.organization, PUBLIC_URL, secret="webhook_secret").webhook
+    with pytest.raises(ValueError, match="base64"):
+        services.webhook_rotate_secret(webhook=webhook, secret=UNSIGNABLE)
+    assert Webhook.objects.get(id=webhook.id).signing_secrets() == ["webhook_secret"]
+
+
 # --- Event types ---------------------------------------------------------------------------
 
 

@@ -2,7 +2,8 @@
 
 Point a webhook at it (through a tunnel such as ngrok, or directly with loopback allowed in
 WEBHOOK_ALLOWED_NETWORKS); every delivery is verified with ``deliveries.verify`` (both
-signature schemes) and printed. It answers 200 when the delivery verifies, 400 when not.
+signature schemes; the Standard Webhooks headers and a fresh timestamp are required unless
+``--documented-only``) and printed. It answers 200 when the delivery verifies, 400 when not.
 """
 
 from __future__ import annotations
@@ -33,8 +34,22 @@ class Command(BaseCommand):
             default=DEFAULT_TOLERANCE_SECONDS,
             help="seconds a webhook-timestamp may differ from now",
         )
+        parser.add_argument(
+            "--documented-only",
+            action="store_true",
+            help="also accept deliveries signed with X-CyberCage-Signature alone (no timestamp: replayable)",
+        )
 
-    def handle(self, *args: Any, port: int, host: str, secret: str, tolerance: int, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        port: int,
+        host: str,
+        secret: str,
+        tolerance: int,
+        documented_only: bool,
+        **options: Any,
+    ) -> None:
         lock = threading.Lock()
         command = self
 
@@ -57,7 +72,7 @@ class Command(BaseCommand):
                 event_type = self.headers.get("X-CyberCage-Event", "?")
                 delivery_id = self.headers.get("X-CyberCage-Delivery-ID") or self.headers.get("webhook-id") or "?"
                 try:
-                    payload = verify(body, headers, secret, tolerance=tolerance)
+                    payload = verify(body, headers, secret, tolerance=tolerance, allow_documented_only=documented_only)
                 except VerificationError as exc:
                     with lock:
                         command.stdout.write(f"{event_type} {delivery_id} INVALID: {exc}")
