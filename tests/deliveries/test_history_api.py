@@ -32,7 +32,15 @@ LIST_FIELDS = {
 }
 # Fields the list may show beyond the required ones.
 OPTIONAL_FIELDS = {"webhook_id", "last_error"}
-ATTEMPT_FIELDS = {"number", "requested_at", "response_status", "duration_ms", "error", "response_body"}
+ATTEMPT_FIELDS = {
+    "number",
+    "requested_at",
+    "response_status",
+    "duration_ms",
+    "error",
+    "response_body",
+    "response_body_replaced",
+}
 
 
 def make_delivery(webhook, event_type: str = "threat.detected", *, created_at=None, **fields) -> Delivery:
