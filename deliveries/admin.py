@@ -7,7 +7,6 @@ No page ever renders a signing secret.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +23,7 @@ from deliveries import selectors, services
 from deliveries.models import Attempt, Delivery
 from events import catalogue
 from events.admin import LargeTablePaginator
+from events.encoding import pretty
 from webhooks import services as webhook_services
 from webhooks.models import Webhook
 
@@ -286,8 +286,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="payload")
     def pretty_payload(self, delivery: Delivery) -> str:
-        payload = json.dumps(json.loads(delivery.event.payload), indent=2, ensure_ascii=False)
-        return format_html("<pre>{}</pre>", payload)
+        return format_html("<pre>{}</pre>", pretty(delivery.event.envelope))
 
     @admin.action(description="Retry now", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:

@@ -77,11 +77,18 @@ class Webhook(models.Model):
     def set_secret(self, secret: str) -> None:
         self.secret_encrypted = crypto.encrypt(secret)
 
+    def previous_secret_until(self, now: datetime | None = None) -> datetime | None:
+        """When the secret replaced by the last rotation stops signing; None once it has."""
+        now = now or timezone.now()
+        until = self.previous_secret_expires_at
+        if self.previous_secret_encrypted and until and until > now:
+            return until
+        return None
+
     def signing_secrets(self, now: datetime | None = None) -> list[str]:
         """Secrets that sign a delivery now, newest first (two during a rotation's overlap)."""
-        now = now or timezone.now()
         secrets = [crypto.decrypt(self.secret_encrypted)]
-        if self.previous_secret_encrypted and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
+        if self.previous_secret_until(now):
             secrets.append(crypto.decrypt(self.previous_secret_encrypted))
         return secrets
 
