@@ -10,7 +10,7 @@ from django.db.models import Count, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from deliveries.models import Delivery
+from deliveries.models import Attempt, Delivery
 from webhooks.models import Webhook
 
 
@@ -28,6 +28,11 @@ def delivery_get(webhook: Webhook, delivery_id: str) -> Delivery:
     if delivery is None:
         raise Http404("No such delivery.")
     return delivery
+
+
+def attempts_of(delivery: Delivery) -> list[Attempt]:
+    """The delivery's attempt log, first attempt first."""
+    return list(delivery.attempt_log.order_by("number"))
 
 
 @dataclass(frozen=True)
