@@ -12,7 +12,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -295,8 +294,7 @@ class DeliveryAdmin(admin.ModelAdmin):
             if not delivery.webhook.enabled:
                 skipped.append(delivery.id)
                 continue
-            with transaction.atomic():
-                services.delivery_retry(delivery=delivery)
+            services.delivery_retry(delivery=delivery)
             retried += 1
         self.message_user(request, f"Retrying {retried} delivery(ies) now.", messages.SUCCESS)
         if skipped:
