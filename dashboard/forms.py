@@ -11,6 +11,7 @@ from rest_framework import serializers
 from deliveries.models import Delivery
 from events import catalogue
 from webhooks import login_throttle
+from webhooks.destinations import MAX_URL_LENGTH
 from webhooks.selectors import organization_of_user
 from webhooks.serializers import (
     MAX_SECRET_LENGTH,
@@ -84,7 +85,7 @@ class EmailLoginForm(AuthenticationForm):
 class WebhookEditForm(forms.Form):
     url = forms.CharField(
         label="URL",
-        max_length=2048,
+        max_length=MAX_URL_LENGTH,
         widget=forms.URLInput(attrs={"placeholder": "https://your-server.com/webhook", "autocomplete": "off"}),
         help_text="Where events are sent as HTTP POST requests.",
     )

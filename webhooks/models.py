@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from webhooks import crypto
+from webhooks.destinations import MAX_URL_LENGTH
 from webhooks_project.ids import new_id
 
 
@@ -55,7 +56,7 @@ class ApiKey(models.Model):
 class Webhook(models.Model):
     id = models.CharField(primary_key=True, max_length=40, default=partial(new_id, "whk"), editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhooks")
-    url = models.CharField(max_length=2048)
+    url = models.CharField(max_length=MAX_URL_LENGTH)
     events = models.JSONField(default=list)
     description = models.CharField(max_length=500, blank=True, default="")
     enabled = models.BooleanField(default=True)
