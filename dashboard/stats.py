@@ -1,7 +1,8 @@
-"""Delivery statistics as the pages show them: rates as percentages, latencies in whole ms."""
+"""Delivery health and statistics as the pages show them: rates as percentages, latencies in whole ms."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from webhooks.models import Webhook
 
 DAY = timedelta(hours=24)
 WEEK = timedelta(days=7)
-# Shown for a rate or a latency of nothing (no delivery finished, no attempt made).
+# Shown for a rate of nothing (no delivery finished in the window).
 NOTHING = "—"
 
 
@@ -21,16 +22,29 @@ def percent(rate: float | None) -> str:
     return f"{text}%"
 
 
-def window_stats(webhook: Webhook, window: timedelta) -> dict[str, Any]:
-    """Totals, rates, latency and last status of ``webhook``'s deliveries in ``window``."""
-    stats = selectors.webhook_stats(webhook, window=window)
-    rate = stats.success_rate
+def health_summary(health: selectors.Health) -> dict[str, Any]:
+    """Totals, success and failure rates and last status, as the templates read them."""
+    rate = health.success_rate
     return {
-        "totals": stats.totals,
-        "total": sum(stats.totals.values()),
+        "totals": health.totals,
+        "total": health.total,
         "success_rate": percent(rate),
         "failure_rate": percent(None if rate is None else 1 - rate),
+        "last_status": health.last_status,
+    }
+
+
+def list_health(webhooks: Sequence[Webhook]) -> dict[str, dict[str, Any]]:
+    """The webhook list's health column of every row (last 24 h), read for the page at once."""
+    health = selectors.webhooks_health(webhooks, window=DAY)
+    return {webhook_id: health_summary(one) for webhook_id, one in health.items()}
+
+
+def window_stats(webhook: Webhook, window: timedelta) -> dict[str, Any]:
+    """The webhook page's statistics of ``window``: its health, with attempt latency."""
+    stats = selectors.webhook_stats(webhook, window=window)
+    return {
+        **health_summary(stats),
         "p50": None if stats.latency_p50_ms is None else round(stats.latency_p50_ms),
         "p95": None if stats.latency_p95_ms is None else round(stats.latency_p95_ms),
-        "last_status": stats.last_status,
     }

@@ -32,7 +32,7 @@ from dashboard.forms import (
     event_options,
 )
 from dashboard.history import history_page
-from dashboard.stats import DAY, WEEK, window_stats
+from dashboard.stats import DAY, WEEK, list_health, window_stats
 from deliveries import selectors, services
 from events.encoding import pretty
 from webhooks import reveal
@@ -90,7 +90,9 @@ def home(request: HttpRequest) -> HttpResponse:
 def webhook_list(request: HttpRequest) -> HttpResponse:
     paginator = Paginator(webhooks_of(request.organization).order_by("-created_at", "-id"), WEBHOOKS_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
-    rows = [{"webhook": webhook, "stats": window_stats(webhook, DAY)} for webhook in page]
+    webhooks = list(page)
+    health = list_health(webhooks)
+    rows = [{"webhook": webhook, "stats": health[webhook.id]} for webhook in webhooks]
     return render_page(request, "dashboard/webhook_list.html", {"page": page, "rows": rows})
 
 
