@@ -6,8 +6,7 @@ from __future__ import annotations
 import ast
 
 import pytest
-
-from tests.conftest import ROOT
+from conftest import ROOT
 
 # The modules a request enters through, in every app.
 ENTRY_POINTS = sorted(

@@ -6,21 +6,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from conftest import make_webhook
 from django.utils import timezone
 
 from deliveries.models import Delivery
-from deliveries.services import delivery_send_test
-from tests.conftest import make_webhook
+from tests.dashboard.conftest import make_delivery
 
 pytestmark = pytest.mark.django_db
 
 
 def _finished(webhook, status: str, *, age: timedelta = timedelta(0)) -> Delivery:
-    delivery = delivery_send_test(webhook=webhook, event_type="test.ping")
-    Delivery.objects.filter(id=delivery.id).update(
-        status=status, attempts=1, next_attempt_at=None, created_at=timezone.now() - age
-    )
-    return delivery
+    code = 200 if status == "succeeded" else 500
+    return make_delivery(webhook, status=status, created_at=timezone.now() - age, attempts=[(code, "", "")])
 
 
 def test_recover_makes_failed_deliveries_since_due_and_wakes_once_when_committed(

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from conftest import make_webhook
 from django.utils import timezone
-
-from tests.conftest import make_webhook
 
 pytestmark = pytest.mark.django_db
 
