@@ -1,4 +1,4 @@
-"""Reads of delivery history, scoped to one organization's webhook."""
+"""Reads of delivery history and health, always through webhooks the caller looked up in its organization."""
 
 from __future__ import annotations
 
