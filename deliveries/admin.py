@@ -95,7 +95,7 @@ class WebhookChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         health = selectors.webhooks_health(list(self.result_list), window=HEALTH_WINDOW)
-        for webhook in self.result_list:  # the page's rows, as evaluated just above
+        for webhook in self.result_list:  # the instances the page renders: list() filled its cache
             webhook.health = health[webhook.id]
 
 
