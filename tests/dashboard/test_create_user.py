@@ -7,7 +7,7 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from dashboard.conftest import PASSWORD
+from tests.dashboard.conftest import PASSWORD
 
 
 def run(*args: str) -> str:

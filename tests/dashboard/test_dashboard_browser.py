@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT, make_tenant, wait_until
 from playwright.sync_api import ConsoleMessage, Page, Response, expect, sync_playwright
 
-from dashboard.conftest import PASSWORD, create_member
+from tests.dashboard.conftest import PASSWORD, create_member
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from dashboard.conftest import PASSWORD
+from tests.dashboard.conftest import PASSWORD
 
 LOGIN = "/ui/login"
 LIMIT = 3
