@@ -136,14 +136,20 @@ def reaches(host: Host, port: int, timeout: float = 10.0) -> bool:
 
 
 def stalled_sockets(host: Host) -> int:
-    """TCP sockets of ``host`` with data sent and not yet acknowledged (stalled by a cut)."""
-    listing = subprocess.run(host.command(["ss", "-tanH"]), capture_output=True, text=True).stdout
-    stalled = 0
-    for line in listing.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[0] != "LISTEN" and fields[2].isdigit() and int(fields[2]) > 0:
-            stalled += 1
-    return stalled
+    """TCP connections between ``host`` and this machine with data sent and not yet
+    acknowledged, at either end (what a cut leaves retransmitting)."""
+
+    def unacknowledged(listing: str) -> int:
+        count = 0
+        for line in listing.splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[0] != "LISTEN" and fields[2].isdigit() and int(fields[2]) > 0:
+                count += 1
+        return count
+
+    inside = subprocess.run(host.command(["ss", "-tanH"]), capture_output=True, text=True).stdout
+    here = subprocess.run(["ss", "-tanH", "dst", host.address], capture_output=True, text=True).stdout
+    return unacknowledged(inside) + unacknowledged(here)
 
 
 def forwarder(port: int) -> Proc:
@@ -269,8 +275,12 @@ def cleanup() -> list[str]:
             time.sleep(0.1)
         _ip("netns", "del", netns, check=False)
         removed.append(f"netns {netns}")
+    # Deleting a namespace deletes its veth pairs, a moment later (the kernel does it
+    # asynchronously): wait for the host ends before deleting what is left.
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    while any(link != BRIDGE for link in _our_links()) and time.monotonic() < deadline:
+        time.sleep(0.1)
     for link in _our_links():
-        # The bridge, and any host end left behind (deleting a namespace deletes its pairs).
         if _ip("link", "del", link, check=False).returncode == 0:
             removed.append(f"link {link}")
     PID_FILE.unlink(missing_ok=True)
