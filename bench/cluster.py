@@ -200,6 +200,9 @@ class Run:
     workers: dict[str, Proc] = field(default_factory=dict)
     beat: Proc | None = None
     beat_schedule: str = ""
+    # The rate-limited organization and its endpoints, its backlog emitted before the workers start.
+    rate_org_id: str = ""
+    rate_hook_ids: list[str] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     started: float = field(default_factory=time.time)
 
@@ -449,6 +452,33 @@ def leased_now(webhook_ids: list[str]) -> dict[str, float]:
     return {delivery_id: lease.timestamp() for delivery_id, lease in rows}
 
 
+def locked_rows(webhook_ids: list[str]) -> set[str]:
+    """Open deliveries whose rows another transaction holds locked (a claim or a record not yet
+    committed): what FOR SHARE SKIP LOCKED skips. Our own short transaction takes share locks,
+    which a worker's claim skips for those milliseconds."""
+    from django.db import connection, transaction
+
+    query = "SELECT id FROM deliveries_delivery WHERE webhook_id = ANY(%s) AND status IN ('pending', 'retrying')"
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(query, [webhook_ids])
+        open_ids = {row[0] for row in cursor.fetchall()}
+        cursor.execute(query + " FOR SHARE SKIP LOCKED", [webhook_ids])
+        free = {row[0] for row in cursor.fetchall()}
+    return open_ids - free
+
+
+def idle_in_transaction() -> list[float]:
+    """Ages (seconds) of this database's sessions idle inside an open transaction."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT extract(epoch FROM now() - xact_start) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND state = 'idle in transaction'"
+        )
+        return [float(row[0]) for row in cursor.fetchall()]
+
+
 class Emitter(threading.Thread):
     """Emits ``count`` events round-robin over (organization id, event type) pairs from
     EMIT_THREADS threads, in a thread of its own so that the run can cut or kill a host
@@ -517,18 +547,29 @@ def most_in(times: list[float], window: float) -> tuple[int, float]:
 # --- 1. Rate limits ----------------------------------------------------------------------
 
 
+def prepare_rate(run: Run) -> None:
+    """The rate-limited organization's backlog, emitted before any worker runs: three hosts
+    then compete for one organization's grants from the first second, and the emitting
+    (which takes CPU from the workers on this two-core machine) is over before sending begins."""
+    org, hooks = make_org(run, "cluster-rate", [(f"/rate/{t}", t) for t in RATE_TYPES])
+    run.rate_org_id = org.id
+    run.rate_hook_ids = [h.id for h in hooks]
+    emitter = emit_all([(org.id, t) for t in RATE_TYPES], RATE_EVENTS)
+    out(
+        f"backlog for scenario 1: {RATE_EVENTS:,} events of one organization emitted in {emitter.seconds:.1f} s,"
+        " before the workers start"
+    )
+
+
 def scenario_rate(run: Run) -> None:
     from deliveries import ratelimit
 
     out()
     out(
         f"== 1. Rate limits are cluster-wide: one organization at {RATE_PER_SECOND}/s and {RATE_PER_HOUR:,}/h,"
-        f" {RATE_EVENTS:,} events, {len(RATE_TYPES)} endpoints, {HOSTS} hosts =="
+        f" a backlog of {RATE_EVENTS:,} events, {len(RATE_TYPES)} endpoints, {HOSTS} hosts =="
     )
-    org, hooks = make_org(run, "cluster-rate", [(f"/rate/{t}", t) for t in RATE_TYPES])
-    hook_ids = [h.id for h in hooks]
-    emitter = emit_all([(org.id, t) for t in RATE_TYPES], RATE_EVENTS)
-    out(f"emitted {RATE_EVENTS:,} events in {emitter.seconds:.1f} s (one delivery each)")
+    hook_ids = run.rate_hook_ids
     done = harness.wait_for_count(lambda: succeeded(hook_ids), RATE_EVENTS, stall_seconds=STALL_SECONDS)
     wait_quiet(run, "/rate/")
     got = arrivals(run, "/rate/")
@@ -574,14 +615,29 @@ def scenario_rate(run: Run) -> None:
             f" {spread * 1000:.0f} ms, past the limiter's {guard_ms} ms guard (the suite allows"
             f" {ARRIVAL_JITTER * 1000:.0f} ms of such jitter)"
         )
+    # The limiter's own log (Redis's clock): one sorted set for the organization, whoever asks.
+    log = redis_client().zrange(ratelimit.rate_key(run.rate_org_id), 0, -1, withscores=True)
+    granted = [score / 1000 for _member, score in log]
+    guard_window = 1.0 + ratelimit.SECOND_WINDOW_GUARD_MS / 1000
+    most_granted, _ = most_in(granted, guard_window)
     out(
-        f"most in the hour: {len(got):,} of {RATE_PER_HOUR:,} (the hour's limit is not reached by this run; the"
-        " same sliding log counts both windows)"
+        f"the limiter's log (Redis): {len(granted):,} grants for {len(got):,} sends (a grant unused within"
+        f" {ratelimit.SECOND_WINDOW_GUARD_MS // 2} ms is dropped, not reused); most in any {guard_window:.2f} s"
+        f" window {most_granted}, in any 1 s window {most_in(granted, 1.0)[0]}"
+    )
+    out(
+        f"most in the hour: {len(granted):,} grants of {RATE_PER_HOUR:,} (the hour's limit is not reached by this"
+        " run; the same sliding log counts both windows)"
     )
     run.check(
         "every delivery of the rate-limited organization arrived, once",
         done and distinct == RATE_EVENTS == len(got),
         f"{succeeded(hook_ids):,} succeeded, {len(got):,} POSTs, {distinct:,} distinct",
+    )
+    run.check(
+        f"no {guard_window:.2f} s window of the limiter's log over {RATE_PER_SECOND} grants",
+        most_granted <= RATE_PER_SECOND,
+        f"most {most_granted}",
     )
     run.check(
         f"no 1 s window of sent-at stamps over {RATE_PER_SECOND}", most_sent <= RATE_PER_SECOND, f"most {most_sent}"
@@ -663,6 +719,9 @@ class Fault:
     leased: dict[str, float] = field(default_factory=dict)  # leases at the fault
     # The faulty worker was replaced by a new one on the same host (same address).
     replaced: bool = False
+    # Open deliveries whose rows were locked by an unfinished transaction once every lease
+    # taken before the fault had expired (the cut host's, held open by the cut).
+    locked: set[str] = field(default_factory=set)
 
     def by_faulty(self, arrival: Arrival) -> bool:
         """Sent by the faulty worker (a killed one sent nothing after it was killed)."""
@@ -708,15 +767,20 @@ def analyse_fault(run: Run, fault: Fault, expected: int) -> None:
     for delivery_id, lease_end in fault.leased.items():
         if not any(not fault.by_faulty(a) and a.sent_at < lease_end for a in copies.get(delivery_id, [])):
             stranded[delivery_id] = lease_end
+    done_ids = {r[0] for r in done}
     delays: list[float] = []
     by_whom: Counter[str] = Counter()
+    # Sent by the faulty worker alone, and recorded by it when its connections came back.
+    its_own: list[str] = []
     not_out = []
     for delivery_id, lease_end in stranded.items():
-        after = copies.get(delivery_id, [])
-        later = [a for a in after if not fault.by_faulty(a) and a.sent_at + STAMP_RESOLUTION >= lease_end]
+        each = copies.get(delivery_id, [])
+        later = [a for a in each if not fault.by_faulty(a) and a.sent_at + STAMP_RESOLUTION >= lease_end]
         if later:
             delays.append(later[0].sent_at - lease_end)
             by_whom[fault.sender(run, later[0])] += 1
+        elif each and all(fault.by_faulty(a) for a in each) and delivery_id in done_ids:
+            its_own.append(delivery_id)
         else:
             not_out.append(delivery_id)
     if stranded:
@@ -732,10 +796,31 @@ def analyse_fault(run: Run, fault: Fault, expected: int) -> None:
                 f" {min(delays):.1f}-{max(delays):.1f} s after their lease expired"
                 f" (median {percentile(delays, 50):.1f} s; the sweeper runs every {SWEEP_INTERVAL} s)"
             )
+        if its_own:
+            sent_at = [a.sent_at - fault.at for d in its_own for a in copies[d]]
+            locked = len(set(its_own) & fault.locked)
+            out(
+                f"  {len(its_own)} of them {fault.host.name} had sent itself ({min(sent_at):+.2f} to"
+                f" {max(sent_at):+.2f} s from the {fault.label}) and nobody else did: {locked} of them were still"
+                f" locked by an open transaction after every lease had expired ({fault.host.name}'s record of them,"
+                " held open by the cut), so no other worker could claim them; recorded once its connections"
+                " resumed: sent once, recorded late"
+            )
         if not_out:
             out(f"  {len(not_out)} of them never went out from another host: {not_out[:5]}")
     else:
         out(f"held by {fault.host.name} at the {fault.label}: no lease (all {len(fault.leased)} leases were others')")
+    # Locked by an unfinished claim of the faulty host: not leased (uncommitted), not claimable.
+    claimed_late = [
+        d for d in fault.locked - set(stranded) if copies.get(d) and all(fault.by_faulty(a) for a in copies[d])
+    ]
+    if claimed_late:
+        late = [min(a.sent_at for a in copies[d]) - fault.at for d in claimed_late]
+        out(
+            f"  {len(claimed_late)} deliveries were locked by an unfinished claim of {fault.host.name} (not leased,"
+            f" not claimable by others) and went out from it {min(late):.0f}-{max(late):.0f} s after the"
+            f" {fault.label}, once its connections resumed"
+        )
 
     # Duplicates: the same delivery id twice. Allowed only where the earlier send's lease
     # expired under it (at least once): sent by the faulty host before its lease ended, and the
@@ -791,9 +876,10 @@ def analyse_fault(run: Run, fault: Fault, expected: int) -> None:
         f"{len(done):,}/{expected:,} succeeded, {len(missing)} missing, {len(wrong_event)} with a wrong body",
     )
     run.check(
-        f"{fault.label}: what {fault.host.name}'s worker held went out from another worker after its lease expired",
+        f"{fault.label}: what {fault.host.name}'s worker held went out from another worker after its lease expired"
+        " (or had gone out from it, once)",
         not not_out,
-        f"{len(stranded) - len(not_out)} of {len(stranded)}",
+        f"{len(delays)} resent by others, {len(its_own)} sent once by {fault.host.name}, {len(not_out)} neither",
     )
     run.check(
         f"{fault.label}: every duplicate is a send whose lease expired under it",
@@ -834,9 +920,21 @@ def scenario_cut(run: Run) -> None:
                 f" arrived ({hosts_text(run, by_host)}); {len(fault.leased)} deliveries were leased at that moment"
             )
             all_done_at = None
+            probed = False
             while time.time() < fault.at + CUT_SECONDS:
                 if all_done_at is None and succeeded(fault.hook_ids) >= CUT_EVENTS:
                     all_done_at = time.time()
+                if not probed and time.time() > fault.at + LEASE_SECONDS + SWEEP_INTERVAL:
+                    # Every lease taken before the cut has expired and the sweeper has run.
+                    probed = True
+                    fault.locked = locked_rows(fault.hook_ids)
+                    ages = idle_in_transaction()
+                    out(
+                        f"{time.time() - fault.at:.0f} s after the cut (every lease taken before it has expired):"
+                        f" {len(ages)} session(s) of this database idle in an open transaction"
+                        + (f" for {min(ages):.0f}-{max(ages):.0f} s" if ages else "")
+                        + f"; {len(fault.locked)} open deliveries locked by one"
+                    )
                 time.sleep(0.5)
             emitter.join()
             done_in_cut = succeeded(fault.hook_ids) - done_at_cut
@@ -849,26 +947,28 @@ def scenario_cut(run: Run) -> None:
         out(
             f"link up again after {fault.back_at - fault.at:.1f} s; meanwhile {others} recorded {done_in_cut:,}"
             " deliveries"
-            + (
-                f"; all {CUT_EVENTS:,} were recorded {all_done_at - fault.at:.1f} s after the cut, while"
-                f" {host.name} was still cut off"
-                if all_done_at
-                else ""
-            )
         )
-        done = harness.wait_for_count(lambda: succeeded(fault.hook_ids), CUT_EVENTS, stall_seconds=STALL_SECONDS)
-        if not done:
-            out(f"  only {succeeded(fault.hook_ids):,} of {CUT_EVENTS:,} succeeded before progress stalled")
-        # Back: its stalled connections resume on TCP's retransmission timer.
-        resumed = harness.wait_until(
-            lambda: cluster_net.stalled_sockets(host) == 0, timeout=REJOIN_SECONDS, interval=0.5
-        )
+        # Back: its stalled connections resume on TCP's retransmission timer, and with them
+        # whatever it was in the middle of.
+        resumed_at = None
+        deadline = time.time() + REJOIN_SECONDS
+        while time.time() < deadline and (all_done_at is None or resumed_at is None):
+            if all_done_at is None and succeeded(fault.hook_ids) >= CUT_EVENTS:
+                all_done_at = time.time()
+            if resumed_at is None and cluster_net.stalled_sockets(host) == 0:
+                resumed_at = time.time()
+            time.sleep(0.5)
+        if all_done_at is None:
+            out(f"only {succeeded(fault.hook_ids):,} of {CUT_EVENTS:,} recorded {REJOIN_SECONDS:.0f} s after the cut")
+        else:
+            when = "while it was still cut off" if all_done_at < fault.back_at else "after the link came back"
+            out(f"all {CUT_EVENTS:,} recorded {all_done_at - fault.at:.1f} s after the cut, {when}")
         out(
-            f"{host.name}'s stalled TCP connections resumed {time.time() - fault.back_at:.1f} s after the link"
-            " came back"
-            if resumed
+            f"{host.name}'s stalled TCP connections resumed {resumed_at - fault.back_at:.1f} s after the link came back"
+            if resumed_at
             else f"{host.name} still has stalled connections {REJOIN_SECONDS:.0f} s after the link came back"
         )
+        resumed = resumed_at is not None
         # New work after its return: it takes part again (and sends nothing already sent).
         follow_up = Emitter(targets, FOLLOW_UP_EVENTS)
         follow_up_at = time.time()
@@ -995,6 +1095,8 @@ def main() -> int:
         out(f"database {DATABASE}, redis db {REDIS_DB}; PostgreSQL and Redis listen on {', '.join(listening_before)}")
         start_network(run)
         start_receiver(run)
+        if "rate" in chosen:
+            prepare_rate(run)
         start_services(run)
         for name in chosen:
             scenario = scenarios[name]
