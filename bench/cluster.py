@@ -46,7 +46,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import datetime as dt  # noqa: E402
-import glob  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -178,12 +177,23 @@ def service_env(address: str, **extra: str) -> dict[str, str]:
 
 # --- Output and verdicts -----------------------------------------------------------------
 
-_lines: list[str] = []
+REPORT = RESULTS / "cluster.txt"
+_stdout_gone = False
 
 
 def out(line: str = "") -> None:
-    print(line, flush=True)
-    _lines.append(line)
+    """Print a line and add it to the report file at once (an interrupted run keeps its report)."""
+    global _stdout_gone
+    with REPORT.open("a") as report:
+        report.write(line + "\n")
+    if _stdout_gone:
+        return
+    try:
+        print(line, flush=True)
+    except OSError:
+        # The reader of our output is gone (``| tee`` gets the same Ctrl-C): the report file
+        # still has every line, and the cleanup must not stop for a print.
+        _stdout_gone = True
 
 
 @dataclass
@@ -232,13 +242,18 @@ def hosts_text(run: Run, counts: dict[str, int]) -> str:
 # --- Signals -----------------------------------------------------------------------------
 
 
+_signal_received = signal.SIGINT
+
+
 def _stop_on_signal() -> None:
     """SIGINT, SIGTERM and SIGHUP unwind once, like Ctrl-C, so the cleanup in ``finally``
     runs; any later signal is ignored, so a second Ctrl-C (or the entry script passing one
     on) cannot cut the cleanup short."""
 
     def interrupt(signum: int, _frame: object) -> None:
+        global _signal_received
         _ignore_signals()
+        _signal_received = signum
         raise KeyboardInterrupt(f"signal {signum}")
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -368,6 +383,7 @@ def start_services(run: Run) -> None:
     env = service_env("127.0.0.1", PORT=tag)
     command = harness.procfile_command("beat", env)
     run.beat_schedule = command[command.index("--schedule") + 1]
+    cluster_net.remember_files(f"{run.beat_schedule}*")
     if command[0] == "celery":
         command = [sys.executable, "-m", "celery", *command[1:]]
     run.beat = Proc("cluster-beat", command, env)
@@ -1050,9 +1066,7 @@ def teardown(run: Run, listening_before: list[str]) -> None:
         run.beat.stop()
         stopped.append("beat")
     harness.stop_all()  # the receiver and the forwarders
-    removed = cluster_net.cleanup()
-    for path in glob.glob(f"{run.beat_schedule}*") if run.beat_schedule else []:
-        os.unlink(path)
+    removed = cluster_net.cleanup()  # the beat's schedule files too
     out("stopped: " + (", ".join(stopped + ["receiver", "forwarders"]) if stopped else "nothing was running"))
     out("removed: " + (", ".join(removed) if removed else "nothing"))
     left = cluster_net.leftovers()
@@ -1079,6 +1093,7 @@ def main() -> int:
     _stop_on_signal()
     run = Run()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text("")
     interrupted = False
     listening_before = cluster_net.listeners((PG_PORT, REDIS_PORT))
     try:
@@ -1129,9 +1144,8 @@ def main() -> int:
             held = bool(run.checks) and all(c.ok for c in run.checks) and not interrupted
             verdict = "every guarantee held" if held else "NOT every guarantee held"
             out(f"(whole run: {time.time() - run.started:.0f} s) {verdict}")
-            (RESULTS / "cluster.txt").write_text("\n".join(_lines) + "\n")
     if interrupted:
-        return 130
+        return 128 + _signal_received
     return 0 if held else 1
 
 

@@ -15,12 +15,14 @@ carrier; its packets are dropped, its TCP connections stall and retransmit, noth
 refused). ``restore`` brings it back.
 
 Everything is named with the ``whkc`` prefix and every process started is remembered in
-``bench/results/cluster-pids`` (pid and start time), so ``cleanup`` removes what an interrupted
-run left and touches nothing else: ``python bench/cluster_net.py cleanup``.
+``bench/results/cluster-pids`` (pid and start time), as are the files they write outside the
+work tree, so ``cleanup`` removes what an interrupted run left and touches nothing else:
+``python bench/cluster_net.py cleanup``.
 """
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 import json
 import os
@@ -211,18 +213,31 @@ def remember(proc: Proc) -> None:
         file.write(f"{proc.pid} {_start_time(proc.pid)} {proc.name}\n")
 
 
-def _remembered_alive() -> list[tuple[int, str]]:
-    """(pid, name) of remembered processes still running (same pid and start time)."""
+def remember_files(pattern: str) -> None:
+    """Note files a process of the run writes (a glob pattern), for cleanup to delete."""
+    PID_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with PID_FILE.open("a") as file:
+        file.write(f"files {pattern}\n")
+
+
+def _remembered() -> list[list[str]]:
     try:
-        lines = PID_FILE.read_text().splitlines()
+        return [line.split(" ", 2) for line in PID_FILE.read_text().splitlines() if line.strip()]
     except OSError:
         return []
+
+
+def _remembered_alive() -> list[tuple[int, str]]:
+    """(pid, name) of remembered processes still running (same pid and start time)."""
     alive = []
-    for line in lines:
-        pid, started, name = line.split(" ", 2)
-        if _start_time(int(pid)) == started:
-            alive.append((int(pid), name))
+    for fields in _remembered():
+        if fields[0].isdigit() and _start_time(int(fields[0])) == fields[1]:
+            alive.append((int(fields[0]), fields[2]))
     return alive
+
+
+def _remembered_files() -> list[str]:
+    return sorted({path for fields in _remembered() if fields[0] == "files" for path in glob.glob(fields[1])})
 
 
 # --- Cleanup -----------------------------------------------------------------------------
@@ -249,6 +264,7 @@ def leftovers() -> list[str]:
     found += [f"link {link}" for link in _our_links()]
     found += [f"listener {address}" for address in listeners_on_subnet()]
     found += [f"process {pid} ({name})" for pid, name in _remembered_alive()]
+    found += [f"file {path}" for path in _remembered_files()]
     return found
 
 
@@ -283,6 +299,9 @@ def cleanup() -> list[str]:
     for link in _our_links():
         if _ip("link", "del", link, check=False).returncode == 0:
             removed.append(f"link {link}")
+    for path in _remembered_files():
+        Path(path).unlink(missing_ok=True)
+        removed.append(f"file {path}")
     PID_FILE.unlink(missing_ok=True)
     return removed
 
