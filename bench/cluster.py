@@ -548,16 +548,24 @@ def emit_all(targets: list[tuple[str, str]], count: int) -> Emitter:
 
 
 def most_in(times: list[float], window: float) -> tuple[int, float]:
-    """The most of ``times`` in any one sliding window of ``window`` seconds, and where that
-    window starts (the count as tests/e2e/test_rate_limits.py's _most_in takes it)."""
-    times = sorted(times)
-    most, most_at, start = 0, times[0] if times else 0.0, 0
-    for end, at in enumerate(times):
-        while at - times[start] >= window:
+    """The most of ``times`` in any one sliding window [t, t + ``window``), and where that window
+    starts (the count tests/e2e/test_rate_limits.py's _most_in takes). Counted in whole
+    microseconds: in floats, two stamps exactly a window apart can differ by 0.99999... of it
+    and count as one window (seen with the limiter's log)."""
+    ticks = sorted(round(t * 1_000_000) for t in times)
+    span = round(window * 1_000_000)
+    most, most_at, start = 0, ticks[0] if ticks else 0, 0
+    for end, at in enumerate(ticks):
+        while at - ticks[start] >= span:
             start += 1
         if end - start + 1 > most:
-            most, most_at = end - start + 1, times[start]
-    return most, most_at
+            most, most_at = end - start + 1, ticks[start]
+    return most, most_at / 1_000_000
+
+
+def in_window(at: float, start: float, window: float) -> bool:
+    """Whether ``at`` falls in [start, start + window), in whole microseconds as ``most_in``."""
+    return 0 <= round(at * 1_000_000) - round(start * 1_000_000) < round(window * 1_000_000)
 
 
 # --- 1. Rate limits ----------------------------------------------------------------------
@@ -602,13 +610,13 @@ def scenario_rate(run: Run) -> None:
     )
     out(f"sent by host: {hosts_text(run, Counter(a.host for a in got))}")
     most_sent, most_sent_at = most_in(sent, 1.0)
-    busiest = [a for a in got if most_sent_at <= a.sent_at < most_sent_at + 1.0]
+    busiest = [a for a in got if in_window(a.sent_at, most_sent_at, 1.0)]
     out(
         f"most sent in any 1 s window (X-CyberCage-Timestamp): {most_sent}"
         f" (from {clock(most_sent_at)}: {hosts_text(run, Counter(a.host for a in busiest))})"
     )
     most_arrived, most_arrived_at = most_in(arrived, 1.0)
-    window = [a for a in got if most_arrived_at <= a.arrived < most_arrived_at + 1.0]
+    window = [a for a in got if in_window(a.arrived, most_arrived_at, 1.0)]
     stamps = [a.sent_at for a in window]
     out(
         f"most arrived in any 1 s window (receiver's clock): {most_arrived}"
