@@ -102,8 +102,10 @@ FOLLOW_UP_EVENTS = 200
 KILL_EVENTS = 3_000
 KILL_ORGS = 10
 KILL_AFTER = 600
-# A faulty host has some of the run's deliveries in hand when the fault comes.
+# A faulty host has some of the run's deliveries in hand when the fault comes: it has sent
+# this many, the last of them this recently (it is in the middle of a claimed batch).
 FAULTY_HOST_SENT_BEFORE = 20
+BUSY_SECONDS = 0.05
 # Progress may pause for a lease plus a sweep; longer than that without progress is a stall.
 STALL_SECONDS = LEASE_SECONDS + 4 * SWEEP_INTERVAL
 # A host's connections stalled by the cut resume on TCP's retransmission timer (backing off
@@ -757,9 +759,14 @@ class Fault:
 
 
 def wait_for_faulty_host_busy(run: Run, fault: Fault, after: int) -> None:
+    """Until ``after`` deliveries have arrived and the faulty host is sending right now (so
+    that it holds a claimed batch when the fault comes)."""
+
     def ready() -> bool:
-        total, by_host = arrived_count(run, fault.prefix)
-        return total >= after and by_host.get(fault.host.address, 0) >= FAULTY_HOST_SENT_BEFORE
+        reply = receiver_get(run, f"/count?prefix={fault.prefix}")
+        sent = reply["by_host"].get(fault.host.address, 0)
+        last = reply["last_by_host"].get(fault.host.address, 0.0)
+        return reply["total"] >= after and sent >= FAULTY_HOST_SENT_BEFORE and time.time() - last < BUSY_SECONDS
 
     if not harness.wait_until(ready, timeout=120, interval=0.02):
         raise RuntimeError(f"{fault.host.name} never took part in the run before the fault")
@@ -833,7 +840,10 @@ def analyse_fault(run: Run, fault: Fault, expected: int) -> None:
         if not_out:
             out(f"  {len(not_out)} of them never went out from another host: {not_out[:5]}")
     else:
-        out(f"held by {fault.host.name} at the {fault.label}: no lease (all {len(fault.leased)} leases were others')")
+        out(
+            f"held by {fault.host.name} at the {fault.label}: no lease (all {len(fault.leased)} leases were"
+            " others'): this run did not catch it holding work, so it shows only that nothing was lost"
+        )
     # Locked by an unfinished claim of the faulty host: not leased (uncommitted), not claimable.
     claimed_late = [
         d for d in fault.locked - set(stranded) if copies.get(d) and all(fault.by_faulty(a) for a in copies[d])
@@ -880,7 +890,7 @@ def analyse_fault(run: Run, fault: Fault, expected: int) -> None:
     if allowed:
         out(
             f"  why: each first went out from {fault.host.name} just before the {fault.label} took its answer (and its"
-            " record); nobody recorded it, its lease expired, another host sent it again: at least once, same id"
+            " record); nobody recorded it, its lease expired, another worker sent it again: at least once, same id"
         )
     for delivery_id, earlier, later, lease_end in violations[:10]:
         lease = clock(lease_end) if lease_end is not None else "no lease seen at the fault"

@@ -9,9 +9,10 @@ address, recording which host sent each request and when.
   are counted per path: the most seen, and which hosts held them at that moment.
 * ``GET /log?prefix=/rate/`` returns ``{"requests": [[path, host, delivery_id, sent_at,
   event_id, arrived], ...]}`` for the paths starting with the prefix; ``GET /count?prefix=``
-  only ``{"total": n, "by_host": {host: n}}``; ``GET /open`` the requests open at once per
-  path: ``{"most": {path: n}, "hosts_at_most": {path: [host, ...]}, "most_hosts": {path: n},
-  "open": {path: n}}`` (``most_hosts``: the most distinct hosts with one open at once).
+  only ``{"total": n, "by_host": {host: n}, "last_by_host": {host: last arrival}}``;
+  ``GET /open`` the requests open at once per path: ``{"most": {path: n}, "hosts_at_most":
+  {path: [host, ...]}, "most_hosts": {path: n}, "open": {path: n}}`` (``most_hosts``: the
+  most distinct hosts with one open at once).
 
 Run: ``python bench/cluster_receiver.py ADDRESS PORT``.
 """
@@ -104,8 +105,10 @@ class Handler(receiver.Handler):
                     "open": dict(_open),
                 }
             elif url.path == "/count":
-                by_host = Counter(str(row[1]) for row in _log if str(row[0]).startswith(prefix))
-                payload = {"total": sum(by_host.values()), "by_host": dict(by_host)}
+                rows = [row for row in _log if str(row[0]).startswith(prefix)]
+                by_host = Counter(str(row[1]) for row in rows)
+                last = {str(row[1]): row[5] for row in rows}
+                payload = {"total": len(rows), "by_host": dict(by_host), "last_by_host": last}
             else:
                 payload = {"requests": [row for row in _log if str(row[0]).startswith(prefix)]}
             data = json.dumps(payload).encode()
