@@ -113,6 +113,8 @@ STALL_SECONDS = LEASE_SECONDS + 4 * SWEEP_INTERVAL
 REJOIN_SECONDS = 240.0
 # The receiver's log is read once nothing has arrived for this long.
 QUIET_SECONDS = 3.0
+# A session idle in a transaction opened longer ago than this is held open (by a cut).
+STUCK_SECONDS = 5
 # Sent-at stamps have millisecond resolution.
 STAMP_RESOLUTION = 0.001
 
@@ -211,7 +213,6 @@ class Run:
     receiver_port: int = 0
     workers: dict[str, Proc] = field(default_factory=dict)
     beat: Proc | None = None
-    beat_schedule: str = ""
     # The rate-limited organization and its endpoints, its backlog emitted before the workers start.
     rate_org_id: str = ""
     rate_hook_ids: list[str] = field(default_factory=list)
@@ -381,11 +382,14 @@ def start_services(run: Run) -> None:
         + f"; DATABASE_URL, REDIS_URL, CELERY_BROKER_URL on {BRIDGE_ADDRESS}"
     )
     # One beat for the cluster, on this machine: a cut host does not take the sweeper with it.
-    tag = f"cluster-{os.getpid()}"
-    env = service_env("127.0.0.1", PORT=tag)
+    # Its schedule file of its own: the Procfile's --schedule (named after $PORT) where it has
+    # one, else the CELERY_BEAT_SCHEDULE_FILE setting of newer versions.
+    schedule = f"/tmp/celerybeat-schedule-cluster-{os.getpid()}"
+    env = service_env("127.0.0.1", PORT=f"cluster-{os.getpid()}", CELERY_BEAT_SCHEDULE_FILE=schedule)
     command = harness.procfile_command("beat", env)
-    run.beat_schedule = command[command.index("--schedule") + 1]
-    cluster_net.remember_files(f"{run.beat_schedule}*")
+    if "--schedule" in command:
+        schedule = command[command.index("--schedule") + 1]
+    cluster_net.remember_files(f"{schedule}*")
     if command[0] == "celery":
         command = [sys.executable, "-m", "celery", *command[1:]]
     run.beat = Proc("cluster-beat", command, env)
@@ -486,13 +490,16 @@ def locked_rows(webhook_ids: list[str]) -> set[str]:
 
 
 def idle_in_transaction() -> list[float]:
-    """Ages (seconds) of this database's sessions idle inside an open transaction."""
+    """Ages (seconds) of this database's sessions idle inside a transaction opened over
+    STUCK_SECONDS ago (a worker's transaction lasts milliseconds; these are held open)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT extract(epoch FROM now() - xact_start) FROM pg_stat_activity"
+            "SELECT extract(epoch FROM clock_timestamp() - xact_start) FROM pg_stat_activity"
             " WHERE datname = current_database() AND state = 'idle in transaction'"
+            " AND clock_timestamp() - xact_start > %s * interval '1 second'",
+            [STUCK_SECONDS],
         )
         return [float(row[0]) for row in cursor.fetchall()]
 
@@ -852,7 +859,7 @@ def analyse_fault(run: Run, fault: Fault, expected: int) -> None:
         late = [min(a.sent_at for a in copies[d]) - fault.at for d in claimed_late]
         out(
             f"  {len(claimed_late)} deliveries were locked by an unfinished claim of {fault.host.name} (not leased,"
-            f" not claimable by others) and went out from it {min(late):.0f}-{max(late):.0f} s after the"
+            f" not claimable by others) and went out from it {min(late):.1f}-{max(late):.1f} s after the"
             f" {fault.label}, once its connections resumed"
         )
 
@@ -965,7 +972,7 @@ def scenario_cut(run: Run) -> None:
                     ages = idle_in_transaction()
                     out(
                         f"{time.time() - fault.at:.0f} s after the cut (every lease taken before it has expired):"
-                        f" {len(ages)} session(s) of this database idle in an open transaction"
+                        f" {len(ages)} session(s) of this database idle in a transaction open over {STUCK_SECONDS} s"
                         + (f" for {min(ages):.0f}-{max(ages):.0f} s" if ages else "")
                         + f"; {len(fault.locked)} open deliveries locked by one"
                     )
