@@ -121,6 +121,9 @@ STALL_SECONDS = LEASE_SECONDS + 4 * SWEEP_INTERVAL
 REJOIN_SECONDS = 240.0
 # The receiver's log is read once nothing has arrived for this long.
 QUIET_SECONDS = 3.0
+# How often the run polls the database while it waits: rarely, so that its own queries take
+# little of the two cores the hosts share.
+POLL_SECONDS = 0.5
 # A session idle in a transaction opened longer ago than this is held open (by a cut).
 STUCK_SECONDS = 5
 # Sent-at stamps have millisecond resolution.
@@ -611,7 +614,9 @@ def scenario_rate(run: Run) -> None:
         f" a backlog of {RATE_EVENTS:,} events, {len(RATE_TYPES)} endpoints, {HOSTS} hosts =="
     )
     hook_ids = run.rate_hook_ids
-    done = harness.wait_for_count(lambda: succeeded(hook_ids), RATE_EVENTS, stall_seconds=STALL_SECONDS)
+    done = harness.wait_for_count(
+        lambda: succeeded(hook_ids), RATE_EVENTS, stall_seconds=STALL_SECONDS, interval=POLL_SECONDS
+    )
     wait_quiet(run, "/rate/")
     got = arrivals(run, "/rate/")
     if not got:
@@ -725,7 +730,9 @@ def scenario_slots(run: Run) -> None:
     hook_ids = [h.id for h in hooks]
     started = time.time()
     emit_all([(org.id, "agent.online")], SLOW_DELIVERIES)
-    done = harness.wait_for_count(lambda: succeeded(hook_ids), SLOW_DELIVERIES, stall_seconds=STALL_SECONDS)
+    done = harness.wait_for_count(
+        lambda: succeeded(hook_ids), SLOW_DELIVERIES, stall_seconds=STALL_SECONDS, interval=POLL_SECONDS
+    )
     elapsed = time.time() - started
     wait_quiet(run, path)
     got = arrivals(run, path)
@@ -1039,7 +1046,9 @@ def scenario_cut(run: Run) -> None:
         follow_up.start()
         follow_up.join()
         expected = CUT_EVENTS + FOLLOW_UP_EVENTS
-        harness.wait_for_count(lambda: succeeded(fault.hook_ids), expected, stall_seconds=STALL_SECONDS)
+        harness.wait_for_count(
+            lambda: succeeded(fault.hook_ids), expected, stall_seconds=STALL_SECONDS, interval=POLL_SECONDS
+        )
 
         def rejoined() -> int:
             return sum(1 for a in arrivals(run, fault.prefix) if a.host == host.address and a.sent_at >= follow_up_at)
@@ -1086,7 +1095,9 @@ def scenario_kill(run: Run) -> None:
         emitter.join()
         if emitter.error is not None:
             raise emitter.error
-        done = harness.wait_for_count(lambda: succeeded(fault.hook_ids), KILL_EVENTS, stall_seconds=STALL_SECONDS)
+        done = harness.wait_for_count(
+            lambda: succeeded(fault.hook_ids), KILL_EVENTS, stall_seconds=STALL_SECONDS, interval=POLL_SECONDS
+        )
         finished = time.time()
         wait_quiet(run, fault.prefix)
         got = arrivals(run, fault.prefix)
