@@ -2,7 +2,7 @@
 guarantees that rest on those two hold across the hosts.
 
     bash bench/cluster                 (as root: it makes network namespaces)
-    bash bench/cluster cut kill        (or some of: rate slots cut kill)
+    bash bench/cluster cut kill        (or some of: rate slots cut kill slowdb)
 
 Three worker hosts are network namespaces on a bridge, addressed from 198.18.0.0/15 only (see
 bench/cluster_net.py). PostgreSQL and Redis stay where they listen; socat forwarders on the
@@ -20,6 +20,10 @@ and logs which host sent what, when. Events are emitted from this process. It sh
    once the lease expires; back, it sends no attempt another host already sent. Duplicates
    (same X-CyberCage-Delivery-ID) are counted, each with its reason.
 4. A host's worker killed (SIGKILL) mid-run and replaced by a new one loses nothing.
+
+``slowdb``, only when asked for (about 5 minutes), holds PostgreSQL's replies to one host 12 s
+each (bench/cluster_delay_proxy.py), so that its claims come back after their lease ended, and
+checks that it never sends what another worker has sent and recorded meanwhile.
 
 It exits 0 only when every guarantee held. Everything it made (namespaces, links, bridge,
 forwarders, processes) is removed at the end, on Ctrl-C, SIGTERM and failure, and it checks
@@ -114,6 +118,17 @@ KILL_ANSWER_MS = 20
 # this many, the last of them this recently (it is in the middle of a claimed batch).
 FAULTY_HOST_SENT_BEFORE = 20
 BUSY_SECONDS = 0.05
+# The slow-database scenario (not in the default run): each PostgreSQL reply to one host is
+# held this long, so a claim's four round trips take longer than its lease (30 s).
+SLOWDB_DELAY = 12
+SLOWDB_SECONDS = 170.0
+SLOWDB_LEAD_SECONDS = 20.0
+# Events a second to one endpoint answering in SLOWDB_ANSWER_MS, faster than its slots drain
+# them: due deliveries wait, so a claim made late still finds some.
+SLOWDB_RATE = 15.0
+SLOWDB_ANSWER_MS = 300
+SLOWDB_PORT = 5433
+SLOWDB_DELAY_FILE = RESULTS / "cluster-delay"
 # Progress may pause for a lease plus a sweep; longer than that without progress is a stall.
 STALL_SECONDS = LEASE_SECONDS + 4 * SWEEP_INTERVAL
 # A host's connections stalled by the cut resume on TCP's retransmission timer (backing off
@@ -517,20 +532,22 @@ def idle_in_transaction() -> list[float]:
 
 class Emitter(threading.Thread):
     """Emits ``count`` events round-robin over (organization id, event type) pairs from
-    EMIT_THREADS threads, in a thread of its own so that the run can cut or kill a host
-    meanwhile."""
+    EMIT_THREADS threads (or, given a ``rate``, from one thread at that many a second), in a
+    thread of its own so that the run can cut or kill a host meanwhile."""
 
-    def __init__(self, targets: list[tuple[str, str]], count: int) -> None:
+    def __init__(self, targets: list[tuple[str, str]], count: int, rate: float | None = None) -> None:
         super().__init__(daemon=True)
         self.targets = targets
         self.count = count
+        self.rate = rate
         self.seconds = 0.0
         self.error: BaseException | None = None
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         started = time.perf_counter()
-        shares = [range(i, self.count, EMIT_THREADS) for i in range(EMIT_THREADS)]
+        threads_used = 1 if self.rate else EMIT_THREADS
+        shares = [range(i, self.count, threads_used) for i in range(threads_used)]
         threads = [threading.Thread(target=self._emit, args=(share,), daemon=True) for share in shares]
         for thread in threads:
             thread.start()
@@ -543,12 +560,15 @@ class Emitter(threading.Thread):
 
         from events import emit
 
+        started = time.monotonic()
         try:
             for i in indexes:
                 if self._stop_event.is_set():
                     break
                 org_id, event_type = self.targets[i % len(self.targets)]
                 emit(org_id, event_type, EVENT_TYPES[event_type].sample)
+                if self.rate:
+                    self._stop_event.wait(max(0.0, started + (i + 1) / self.rate - time.monotonic()))
         except BaseException as exc:  # noqa: BLE001 - reported by the scenario
             self.error = exc
         finally:
@@ -867,12 +887,17 @@ def analyse_fault(run: Run, fault: Fault, expected: int) -> None:
         if its_own:
             sent_at = [a.sent_at - fault.at for d in its_own for a in copies[d]]
             locked = len(set(its_own) & fault.locked)
+            why = (
+                f": {locked} of them were still locked by an open transaction after every lease had expired"
+                f" ({fault.host.name}'s record of them, held open by the {fault.label}), so no other worker could"
+                " claim them"
+                if locked
+                else ""
+            )
             out(
                 f"  {len(its_own)} of them {fault.host.name} had sent itself ({min(sent_at):+.2f} to"
-                f" {max(sent_at):+.2f} s from the {fault.label}) and nobody else did: {locked} of them were still"
-                f" locked by an open transaction after every lease had expired ({fault.host.name}'s record of them,"
-                " held open by the cut), so no other worker could claim them; recorded once its connections"
-                " resumed: sent once, recorded late"
+                f" {max(sent_at):+.2f} s from the {fault.label}) and nobody else did{why}; its record of them"
+                " landed late: sent once, recorded late"
             )
         if not_out:
             out(f"  {len(not_out)} of them never went out from another host: {not_out[:5]}")
@@ -935,11 +960,20 @@ def analyse_fault(run: Run, fault: Fault, expected: int) -> None:
             f"  NOT EXPLAINED {delivery_id}: {fault.sender(run, earlier)} at {clock(earlier.sent_at)}, then"
             f" {fault.sender(run, later)} at {clock(later.sent_at)} (lease {lease})"
         )
-    back_sends = [
-        later
-        for _d, _earlier, later, _l in violations
-        if fault.by_faulty(later) and fault.back_at and later.sent_at >= fault.back_at
-    ]
+    # Sent by the faulty worker after another worker had sent (and recorded) the same attempt.
+    late_sends = [(d, earlier, later) for d, earlier, later, _l in violations if fault.by_faulty(later)]
+    if late_sends:
+        from deliveries.models import Attempt
+
+        for delivery_id, earlier, later in late_sends[:10]:
+            rows = Attempt.objects.filter(delivery_id=delivery_id).values_list(
+                "number", "requested_at", "response_status"
+            )
+            recorded = "; ".join(f"attempt {n} sent {clock(at.timestamp())} -> {status}" for n, at, status in rows)
+            out(
+                f"  {delivery_id}: {fault.sender(run, earlier)} sent it at {clock(earlier.sent_at)}, then"
+                f" {fault.sender(run, later)} at {clock(later.sent_at)}; the attempt log holds: {recorded}"
+            )
 
     run.check(
         f"{fault.label}: every delivery arrived",
@@ -957,11 +991,11 @@ def analyse_fault(run: Run, fault: Fault, expected: int) -> None:
         not violations,
         f"{len(allowed)} such duplicates, {len(violations)} others",
     )
-    if fault.label == "cut":
+    if fault.label != "kill":
         run.check(
-            f"cut: back, {fault.host.name} sent no attempt another host had already sent",
-            not back_sends,
-            f"{len(back_sends)} such sends",
+            f"{fault.label}: {fault.host.name} sent no attempt another host had already sent",
+            not late_sends,
+            f"{len(late_sends)} such sends",
         )
 
 
@@ -1113,6 +1147,74 @@ def scenario_kill(run: Run) -> None:
         emitter.stop()
 
 
+def scenario_slowdb(run: Run) -> None:
+    """Not in the default run: PostgreSQL's replies to one host held back, so that a claim
+    (four round trips: BEGIN, SET LOCAL, the claim, COMMIT) comes back after its lease ended."""
+    host = run.hosts[1]
+    count = int(SLOWDB_RATE * (SLOWDB_SECONDS + SLOWDB_LEAD_SECONDS))
+    out()
+    out(
+        f"== 5. A host whose database replies are slow: {host.name}'s worker reaches PostgreSQL through a"
+        f" forwarder that holds every reply {SLOWDB_DELAY} s for {SLOWDB_SECONDS:.0f} s; {count:,} events at"
+        f" {SLOWDB_RATE:g}/s to one endpoint answering in {SLOWDB_ANSWER_MS} ms (a backlog builds) =="
+    )
+    SLOWDB_DELAY_FILE.unlink(missing_ok=True)
+    cluster_net.remember_files(str(SLOWDB_DELAY_FILE))
+    proxy = Proc(
+        "cluster-delay-proxy",
+        [
+            sys.executable,
+            "bench/cluster_delay_proxy.py",
+            BRIDGE_ADDRESS,
+            str(SLOWDB_PORT),
+            str(PG_PORT),
+            str(SLOWDB_DELAY_FILE),
+        ],
+        dict(os.environ),
+    )
+    cluster_net.remember(proxy)
+    wait_for_bridge_port(SLOWDB_PORT)
+    run.workers[host.name].stop()
+    env = service_env(BRIDGE_ADDRESS)
+    env["DATABASE_URL"] = env["DATABASE_URL"].replace(f":{PG_PORT}/", f":{SLOWDB_PORT}/")
+    worker = Proc(f"cluster-{host.name}-slowdb", worker_command(host, f"{host.name}-slowdb"), env)
+    cluster_net.remember(worker)
+    run.workers[host.name] = worker
+    worker.wait_for_log(r"ready\.", timeout=90)
+    out(f"{host.name}'s worker restarted with DATABASE_URL on {BRIDGE_ADDRESS}:{SLOWDB_PORT}")
+    prefix = f"/slow/{SLOWDB_ANSWER_MS}/slowdb/"
+    org, hooks = make_org(run, "cluster-slowdb", [(f"{prefix}endpoint", "threat.detected")])
+    fault = Fault("slowdb", host, prefix, [h.id for h in hooks])
+    emitter = Emitter([(org.id, "threat.detected")], count, rate=SLOWDB_RATE)
+    emitter.start()
+    try:
+        time.sleep(SLOWDB_LEAD_SECONDS / 2)
+        SLOWDB_DELAY_FILE.write_text(str(SLOWDB_DELAY))
+        fault.at = time.time()
+        fault.leased = leased_now(fault.hook_ids)
+        out(f"replies held back from {clock(fault.at)}; {len(fault.leased)} deliveries leased at that moment")
+        time.sleep(SLOWDB_SECONDS)
+        SLOWDB_DELAY_FILE.unlink()
+        fault.back_at = time.time()
+        emitter.join()
+        done = harness.wait_for_count(
+            lambda: succeeded(fault.hook_ids), count, stall_seconds=STALL_SECONDS, interval=POLL_SECONDS
+        )
+        time.sleep(SLOWDB_DELAY + QUIET_SECONDS)  # replies held before the end reach the worker
+        wait_quiet(run, fault.prefix)
+        got = arrivals(run, fault.prefix)
+        while_slow = sum(1 for a in got if a.host == host.address and fault.at <= a.sent_at < fault.back_at)
+        out(
+            f"replies back to normal after {fault.back_at - fault.at:.0f} s; {host.name} sent {while_slow} POSTs"
+            " meanwhile"
+            + ("" if done else f"; only {succeeded(fault.hook_ids):,} of {count:,} succeeded before progress stalled")
+        )
+        analyse_fault(run, fault, count)
+    finally:
+        emitter.stop()
+        SLOWDB_DELAY_FILE.unlink(missing_ok=True)
+
+
 # --- Teardown ----------------------------------------------------------------------------
 
 
@@ -1142,9 +1244,18 @@ def teardown(run: Run, listening_before: list[str]) -> None:
 # --- Main --------------------------------------------------------------------------------
 
 
+DEFAULT_SCENARIOS = ["rate", "slots", "cut", "kill"]
+
+
 def main() -> int:
-    scenarios = {"rate": scenario_rate, "slots": scenario_slots, "cut": scenario_cut, "kill": scenario_kill}
-    chosen = sys.argv[1:] or list(scenarios)
+    scenarios = {
+        "rate": scenario_rate,
+        "slots": scenario_slots,
+        "cut": scenario_cut,
+        "kill": scenario_kill,
+        "slowdb": scenario_slowdb,
+    }
+    chosen = sys.argv[1:] or DEFAULT_SCENARIOS
     if "-h" in sys.argv or "--help" in sys.argv or set(chosen) - set(scenarios):
         print(__doc__)
         return 0 if set(chosen) <= set(scenarios) | {"-h", "--help"} else 2
