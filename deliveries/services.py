@@ -3,7 +3,8 @@
 How a delivery moves:
 
 * ``emit`` stores an event and, in the same transaction, one delivery row per subscribed,
-  enabled webhook (``event_fan_out_at_emit``); after commit it wakes each of those webhooks.
+  enabled webhook (``event_fan_out_at_emit``, registered with ``events.hooks`` by
+  ``DeliveriesConfig.ready``); after commit it wakes each of those webhooks.
 * A wake is a ``deliveries.drain`` message naming a webhook. While one is pending or running,
   the webhook's wake-pending flag is set and further wakes send nothing: the running drain's
   next claim picks their deliveries up. ``webhook_drain`` takes one of the endpoint's
@@ -39,8 +40,10 @@ from deliveries import concurrency, http, metrics, ratelimit, schedule, signing
 from deliveries.http import storable_text
 from deliveries.models import Delivery
 from events.catalogue import EVENT_TYPES
+from events.encoding import iso_timestamp
+from events.hooks import EventStatement
 from events.models import Event
-from events.services import build_event, iso_timestamp
+from events.services import build_event
 from webhooks.models import Webhook
 from webhooks_project.celery import app as celery_app
 from webhooks_project.redis import get_redis
@@ -104,7 +107,7 @@ RETURNING webhook_id
 """
 
 
-def event_fan_out_at_emit(*, event: Event, store_event: tuple[str, list[object]]) -> list[str]:
+def event_fan_out_at_emit(*, event: Event, store_event: EventStatement) -> list[str]:
     """Store an event and one delivery per enabled webhook subscribed to it; wake them after commit.
 
     ``store_event`` is the events app's SQL for the event row. It and this app's INSERT ...
