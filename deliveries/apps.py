@@ -8,7 +8,7 @@ class DeliveriesConfig(AppConfig):
     def ready(self) -> None:
         # emit() (events) stores each event's deliveries through this app's fan-out, handed
         # over here explicitly: events never imports deliveries (see events.hooks).
-        from deliveries.services import event_fan_out_at_emit
+        from deliveries.fanout import event_fan_out_at_emit
         from events.hooks import register_fan_out
 
         register_fan_out(event_fan_out_at_emit)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from deliveries.services import signed_headers
+from deliveries.signing import signed_headers
 from events.catalogue import EVENT_TYPES
 from events.services import build_event
 from tests.conftest import ROOT

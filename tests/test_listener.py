@@ -14,8 +14,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from deliveries.services import signed_headers
-from deliveries.signing import standard_signature
+from deliveries.signing import signed_headers, standard_signature
 from events.encoding import js_dumps
 from events.services import build_event
 from tests.conftest import ROOT, wait_until

@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from deliveries.services import signed_headers
-from deliveries.signing import standard_signature
+from deliveries.signing import signed_headers, standard_signature
 from events.services import build_event
 from tests.conftest import ROOT
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from deliveries import maintenance, services, tasks
+from deliveries import drain, periodic, services, tasks
 from deliveries.models import Attempt, Delivery
 from events.models import Event
 from events.services import build_event
@@ -62,7 +62,7 @@ def test_webhook_is_disabled_at_once_when_receiver_answers_410(tenant, receiver,
     receiver.responses["/gone"] = 410
     delivery = services.delivery_send_test(webhook=webhook, event_type="test.ping")
 
-    services.webhook_drain(webhook_id=webhook.id)
+    drain.webhook_drain(webhook_id=webhook.id)
 
     assert len(receiver.received("/gone")) == 1
     delivery.refresh_from_db()
@@ -84,7 +84,7 @@ def test_disable_failing_webhooks_disables_when_every_delivery_failed_for_the_pe
     add_delivery(failing, age=2 * DAY, status="failed", attempts=6, http=None)
     add_delivery(failing, age=timedelta(minutes=5), status="retrying", attempts=1, http=503)
 
-    disabled = maintenance.disable_failing_webhooks()
+    disabled = periodic.disable_failing_webhooks()
 
     assert disabled == [failing.id]
     body = api_client(tenant.key).get(f"/ui/api/webhooks/{failing.id}").json()
@@ -99,7 +99,7 @@ def test_disable_failing_webhooks_counts_failures_after_an_old_success(tenant):
     add_delivery(webhook, age=7 * DAY, status="failed", attempts=6)
     add_delivery(webhook, age=DAY, status="failed", attempts=6)
 
-    assert maintenance.disable_failing_webhooks() == [webhook.id]
+    assert periodic.disable_failing_webhooks() == [webhook.id]
 
 
 @pytest.mark.django_db
@@ -119,7 +119,7 @@ def test_disable_failing_webhooks_keeps_endpoints_that_recovered_or_just_started
     Webhook.objects.filter(id=already_disabled.id).update(enabled=False, disabled_reason="disabled by user")
     add_delivery(already_disabled, age=7 * DAY, status="failed", attempts=6)
 
-    assert maintenance.disable_failing_webhooks() == []
+    assert periodic.disable_failing_webhooks() == []
 
     assert Webhook.objects.get(id=already_disabled.id).disabled_reason == "disabled by user"
     assert Webhook.objects.filter(enabled=True).count() == 4
@@ -129,14 +129,14 @@ def test_disable_failing_webhooks_keeps_endpoints_that_recovered_or_just_started
 def test_reenabled_webhook_is_not_disabled_again_by_the_next_run(tenant):
     webhook = old_webhook(tenant.organization)
     add_delivery(webhook, age=6 * DAY, status="failed", attempts=6)
-    assert maintenance.disable_failing_webhooks() == [webhook.id]
+    assert periodic.disable_failing_webhooks() == [webhook.id]
     api = api_client(tenant.key)
 
     body = api.put(f"/ui/api/webhooks/{webhook.id}", {"enabled": True}, format="json").json()
 
     assert body["enabled"] is True
     assert body["disabled_reason"] == ""
-    assert maintenance.disable_failing_webhooks() == []
+    assert periodic.disable_failing_webhooks() == []
     assert Webhook.objects.get(id=webhook.id).enabled is True
 
 
@@ -150,7 +150,7 @@ def test_disable_failing_webhooks_is_one_query_whatever_the_number_of_webhooks(t
         add_delivery(webhook, age=6 * DAY, status="succeeded")
 
     with django_assert_num_queries(1):
-        disabled = maintenance.disable_failing_webhooks()
+        disabled = periodic.disable_failing_webhooks()
 
     assert len(disabled) == 5
 
@@ -160,21 +160,21 @@ def test_disable_failing_webhooks_is_one_query_whatever_the_number_of_webhooks(t
 
 @pytest.mark.django_db
 def test_purge_old_records_deletes_events_deliveries_and_attempts_past_retention(tenant, other_tenant, monkeypatch):
-    monkeypatch.setattr(maintenance, "PURGE_BATCH", 2)  # several batches
+    monkeypatch.setattr(periodic, "PURGE_BATCH", 2)  # several batches
     webhook = make_webhook(tenant.organization, "https://example.com/a").webhook
     other = make_webhook(other_tenant.organization, "https://example.com/b").webhook
     old = [add_delivery(webhook, age=31 * DAY, status="failed", attempts=3) for _ in range(3)]
     old += [add_delivery(other, age=40 * DAY, status="succeeded") for _ in range(2)]
     kept = [add_delivery(webhook, age=29 * DAY, status="succeeded"), add_delivery(other, age=DAY, status="failed")]
 
-    purged = maintenance.purge_old_records()
+    purged = periodic.purge_old_records()
 
     assert purged == 5
     assert set(Delivery.objects.values_list("id", flat=True)) == {d.id for d in kept}
     assert set(Event.objects.values_list("id", flat=True)) == {d.event_id for d in kept}
     assert not Attempt.objects.filter(delivery_id__in=[d.id for d in old]).exists()
     assert Attempt.objects.filter(delivery_id__in=[d.id for d in kept]).count() == 2
-    assert maintenance.purge_old_records() == 0
+    assert periodic.purge_old_records() == 0
 
 
 @pytest.mark.django_db

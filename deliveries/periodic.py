@@ -1,5 +1,13 @@
-"""Hourly housekeeping (the ``deliveries.maintain`` beat task): disable endpoints that only
-fail, purge what is past retention. Both work set-based in SQL, with no per-webhook loop."""
+"""The periodic work of beat: the sweeper, and the hourly housekeeping.
+
+* ``sweep`` (``deliveries.sweep``, every WEBHOOK_SWEEP_INTERVAL): PostgreSQL is the source of
+  truth, and a delivery's ``next_attempt_at`` is committed before any message that announces
+  it is sent, so re-waking every webhook with due, unleased deliveries means a lost message is
+  never a lost delivery.
+* ``disable_failing_webhooks`` and ``purge_old_records`` (``deliveries.maintain``, hourly):
+  disable endpoints that only fail, purge what is past retention. Both work set-based in SQL,
+  with no per-webhook loop.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +16,45 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Min, Q
+from django.db.models.functions import Now
 from django.utils import timezone
+
+from deliveries.dispatch import wake
+from deliveries.models import Delivery
 
 logger = logging.getLogger(__name__)
 
+# Rows the sweeper handles per run; the next run takes the rest.
+SWEEP_BATCH = 1000
 # Rows deleted per statement, so a purge never holds long locks or a huge transaction.
 PURGE_BATCH = 5000
+
+
+def sweep() -> int:
+    """Re-wake every webhook the database says has overdue deliveries; return how many.
+
+    Lost messages never lose deliveries: the rows say what is due.
+    """
+    webhook_ids = list(
+        Delivery.objects.filter(
+            Q(lease_until__isnull=True) | Q(lease_until__lt=Now()),
+            status__in=Delivery.OPEN_STATUSES,
+            next_attempt_at__lte=Now(),
+        )
+        # One row per webhook, most overdue first. (A bare distinct() would also select the
+        # Meta.ordering column, id: one row per delivery, so one backlog fills the batch.)
+        .values("webhook_id")
+        .annotate(oldest=Min("next_attempt_at"))
+        .order_by("oldest")
+        .values_list("webhook_id", flat=True)[:SWEEP_BATCH]
+    )
+    for webhook_id in webhook_ids:
+        # Not coalesced: a pending flag may belong to a message the broker has lost.
+        wake(webhook_id, coalesce=False)
+    if webhook_ids:
+        logger.info("sweep: %d webhooks woken", len(webhook_ids))
+    return len(webhook_ids)
 
 
 # Which webhooks only fail (see disable_failing_webhooks). Per enabled webhook, two indexed
