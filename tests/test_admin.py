@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import api_client, make_webhook
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.contrib.sessions.models import Session
@@ -15,7 +16,6 @@ from django.utils import timezone
 from deliveries.models import Attempt, Delivery
 from deliveries.services import delivery_send_test
 from events.models import Event
-from tests.conftest import api_client, make_webhook
 from webhooks import crypto
 from webhooks.models import ApiKey, Webhook
 

@@ -12,11 +12,11 @@ import sys
 from datetime import timedelta
 
 import pytest
+from conftest import ROOT, api_client, make_webhook
 from django.utils import timezone
 
 from deliveries import dispatch, drain, services
 from deliveries.models import Attempt, Delivery
-from tests.conftest import ROOT, api_client, make_webhook
 from webhooks_project.logging import JsonFormatter
 from webhooks_project.redis import get_redis
 

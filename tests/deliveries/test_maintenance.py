@@ -6,13 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from conftest import api_client, make_delivery, make_webhook
 from django.utils import timezone
 
 from deliveries import drain, periodic, services, tasks
 from deliveries.models import Attempt, Delivery
 from events.models import Event
-from events.services import build_event
-from tests.conftest import api_client, make_webhook
 from webhooks.models import Webhook
 
 DAY = timedelta(days=1)
@@ -20,29 +19,10 @@ DAY = timedelta(days=1)
 
 def add_delivery(webhook: Webhook, *, age: timedelta, status: str, attempts: int = 1, http: int | None = None):
     """A delivery (and its event and attempt log) created ``age`` ago, its attempts made then."""
-    at = timezone.now() - age
-    event = build_event(webhook.organization_id, "test.ping", {"message": "hi"})
-    event.created_at = at
-    event.save(force_insert=True)
     if http is None:
         http = 200 if status == "succeeded" else 500
-    delivery = Delivery.objects.create(
-        organization_id=webhook.organization_id,
-        webhook=webhook,
-        event=event,
-        event_type=event.type,
-        status=status,
-        attempts=attempts,
-        response_status=http if attempts else None,
-        created_at=at,
-        last_attempt_at=at if attempts else None,
-        next_attempt_at=None if status in ("succeeded", "failed") else at,
-    )
-    Attempt.objects.bulk_create(
-        Attempt(delivery=delivery, number=n, requested_at=at, response_status=http, duration_ms=5)
-        for n in range(1, attempts + 1)
-    )
-    return delivery
+    log = [(http, "", "")] * attempts
+    return make_delivery(webhook, "test.ping", status=status, created_at=timezone.now() - age, attempt_log=log)
 
 
 def old_webhook(organization, url: str = "https://example.com/hook") -> Webhook:
