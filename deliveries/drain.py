@@ -20,7 +20,6 @@ from datetime import datetime
 
 import redis
 from django.conf import settings
-from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -121,27 +120,17 @@ def webhook_drain(*, webhook_id: str) -> DrainOutcome:
             concurrency.clear_wake_pending(client, webhook_id)
             if parked is not None:
                 wake(parked, coalesce=False)
-    if not outcome.again and _has_due(webhook_id):
+    if not outcome.again and Delivery.objects.due().filter(webhook_id=webhook_id).exists():
         return DrainOutcome(sent=outcome.sent, again=True, retry_in=outcome.retry_in)
     return outcome
 
 
 def _fail_due_while_disabled(webhook_id: str) -> int:
-    return Delivery.objects.filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=Now()),
-        webhook_id=webhook_id,
-        status__in=Delivery.OPEN_STATUSES,
-        next_attempt_at__lte=Now(),
-    ).update(status=Delivery.Status.FAILED, next_attempt_at=None, last_error=DISABLED_ERROR, lease_until=None)
-
-
-def _has_due(webhook_id: str) -> bool:
-    return Delivery.objects.filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=Now()),
-        webhook_id=webhook_id,
-        status__in=Delivery.OPEN_STATUSES,
-        next_attempt_at__lte=Now(),
-    ).exists()
+    return (
+        Delivery.objects.due()
+        .filter(webhook_id=webhook_id)
+        .update(status=Delivery.Status.FAILED, next_attempt_at=None, last_error=DISABLED_ERROR, lease_until=None)
+    )
 
 
 def _claim_size(send_seconds: float | None) -> int:

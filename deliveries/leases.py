@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from deliveries.http import storable_text
+from deliveries.models import DUE_SQL
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +70,11 @@ class Claimed:
     body: bytes
 
 
-_CLAIM_SQL = """
+_CLAIM_SQL = f"""
 WITH due AS (
     SELECT id FROM deliveries_delivery
     WHERE webhook_id = %(webhook_id)s
-      AND status IN ('pending', 'retrying')
-      AND next_attempt_at <= now()
-      AND (lease_until IS NULL OR lease_until < now())
+      AND {DUE_SQL}
     ORDER BY next_attempt_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

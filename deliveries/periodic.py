@@ -16,8 +16,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Min, Q
-from django.db.models.functions import Now
+from django.db.models import Min
 from django.utils import timezone
 
 from deliveries.dispatch import wake
@@ -37,11 +36,7 @@ def sweep() -> int:
     Lost messages never lose deliveries: the rows say what is due.
     """
     webhook_ids = list(
-        Delivery.objects.filter(
-            Q(lease_until__isnull=True) | Q(lease_until__lt=Now()),
-            status__in=Delivery.OPEN_STATUSES,
-            next_attempt_at__lte=Now(),
-        )
+        Delivery.objects.due()
         # One row per webhook, most overdue first. (A bare distinct() would also select the
         # Meta.ordering column, id: one row per delivery, so one backlog fills the batch.)
         .values("webhook_id")
