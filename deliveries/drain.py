@@ -20,7 +20,6 @@ from datetime import datetime
 
 import redis
 from django.conf import settings
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from deliveries import concurrency, http, leases, metrics, ratelimit, schedule
@@ -29,6 +28,7 @@ from deliveries.leases import Claimed, Outcome
 from deliveries.models import Delivery
 from deliveries.signing import signed_headers
 from webhooks.models import Webhook
+from webhooks.services import webhook_disable
 from webhooks_project.redis import get_redis
 
 logger = logging.getLogger(__name__)
@@ -301,11 +301,6 @@ def _record(sent: list[Sent], webhook: Webhook) -> float | None:
     outcomes = [_outcome(s) for s in sent]
     leases.record(outcomes, webhook_id=webhook.id)
     if any(s.result.status == GONE for s in sent):
-        webhook_disable(webhook_id=webhook.id, reason="receiver answered 410 Gone")
+        webhook_disable(webhook_id=webhook.id, reason=Webhook.DisabledReason.GONE)
     delays = [o.delay for o in outcomes if o.status == Delivery.Status.RETRYING and o.delay is not None]
     return min(delays) if delays else None
-
-
-def webhook_disable(*, webhook_id: str, reason: str) -> None:
-    Webhook.objects.filter(id=webhook_id, enabled=True).update(enabled=False, disabled_reason=reason, updated_at=Now())
-    logger.warning("webhook %s disabled: %s", webhook_id, reason)

@@ -21,6 +21,8 @@ from django.utils import timezone
 
 from deliveries.dispatch import wake
 from deliveries.models import Delivery
+from webhooks.models import Webhook
+from webhooks.services import webhooks_disable
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ def sweep() -> int:
 # delivery created after that success but at least N days ago was attempted and never
 # succeeded (index on webhook, created_at). A delivery's first attempt follows its creation
 # at once, so such a delivery is a failed attempt at least N days old with no success since.
-_DISABLE_FAILING_SQL = """
+_FAILING_WEBHOOKS_SQL = """
 WITH candidates AS (
     SELECT w.id, (
         SELECT d.last_attempt_at FROM deliveries_delivery d
@@ -66,23 +68,17 @@ WITH candidates AS (
     ) AS last_success
     FROM webhooks_webhook w
     WHERE w.enabled AND w.updated_at <= %(since)s
-), failing AS (
-    SELECT c.id FROM candidates c
-    WHERE (c.last_success IS NULL OR c.last_success < %(since)s)
-      AND EXISTS (
-        SELECT 1 FROM deliveries_delivery d
-        WHERE d.webhook_id = c.id
-          AND d.created_at <= %(since)s
-          AND d.created_at > coalesce(c.last_success, '-infinity'::timestamptz)
-          AND d.status <> 'succeeded' AND d.attempts > 0
-          AND (d.response_status IS NULL OR d.response_status NOT BETWEEN 200 AND 299)
-      )
 )
-UPDATE webhooks_webhook w
-SET enabled = false, disabled_reason = %(reason)s, updated_at = now()
-FROM failing f
-WHERE w.id = f.id AND w.enabled
-RETURNING w.id
+SELECT c.id FROM candidates c
+WHERE (c.last_success IS NULL OR c.last_success < %(since)s)
+  AND EXISTS (
+    SELECT 1 FROM deliveries_delivery d
+    WHERE d.webhook_id = c.id
+      AND d.created_at <= %(since)s
+      AND d.created_at > coalesce(c.last_success, '-infinity'::timestamptz)
+      AND d.status <> 'succeeded' AND d.attempts > 0
+      AND (d.response_status IS NULL OR d.response_status NOT BETWEEN 200 AND 299)
+  )
 """
 
 
@@ -90,19 +86,18 @@ def disable_failing_webhooks() -> list[str]:
     """Disable every enabled webhook whose deliveries have all failed for WEBHOOK_DISABLE_AFTER_DAYS.
 
     A webhook qualifies when it had a failed attempt at least N days ago and no successful
-    attempt since then. One statement, whatever the number of webhooks. A webhook changed
-    (re-enabled, edited) within the last N days is left alone: its clock restarts, so
-    re-enabling an endpoint is not undone by the next hourly run.
+    attempt since then. One query selects them and one statement disables them
+    (``webhooks.services.webhooks_disable``), whatever their number. A webhook changed
+    (re-enabled, edited) within the last N days is left alone — also one changed between the
+    two — so re-enabling an endpoint is not undone by the next hourly run.
     """
-    days = settings.WEBHOOK_DISABLE_AFTER_DAYS
-    since = timezone.now() - timedelta(days=days)
-    reason = f"every delivery failed for {days} days"
+    since = timezone.now() - timedelta(days=settings.WEBHOOK_DISABLE_AFTER_DAYS)
     with connection.cursor() as cursor:
-        cursor.execute(_DISABLE_FAILING_SQL, {"since": since, "reason": reason})
-        disabled = [row[0] for row in cursor.fetchall()]
-    for webhook_id in disabled:
-        logger.warning("webhook %s disabled: %s", webhook_id, reason)
-    return disabled
+        cursor.execute(_FAILING_WEBHOOKS_SQL, {"since": since})
+        failing = [row[0] for row in cursor.fetchall()]
+    if not failing:
+        return []
+    return webhooks_disable(webhook_ids=failing, reason=Webhook.DisabledReason.FAILING, unchanged_since=since)
 
 
 # Old events, oldest first, one organization at a time through the (organization,

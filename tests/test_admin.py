@@ -142,7 +142,7 @@ def test_webhook_actions_disable_enable_send_test_and_rotate(operator, tenant):
     disabled = run_action(operator, "webhooks/webhook", "disable", [webhook.id])
     webhook.refresh_from_db()
     assert webhook.enabled is False
-    assert webhook.disabled_reason == "disabled by an operator"
+    assert webhook.disabled_reason == Webhook.DisabledReason.OPERATOR
     assert "Disabled 1 webhook(s)." in messages_of(disabled)
 
     enabled = run_action(operator, "webhooks/webhook", "enable", [webhook.id])
@@ -168,9 +168,20 @@ def test_webhook_actions_disable_enable_send_test_and_rotate(operator, tenant):
     assert not any(new_secret in m for m in messages_of(rotated))
 
 
+def test_webhook_edit_in_admin_disables_with_the_operators_reason(operator, tenant):
+    webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
+
+    response = operator.post(f"/admin/webhooks/webhook/{webhook.id}/change/", {"description": ""}, follow=True)
+
+    assert response.status_code == 200
+    webhook.refresh_from_db()
+    assert (webhook.enabled, webhook.disabled_reason) == (False, Webhook.DisabledReason.OPERATOR)
+    assert webhook.disabled_reason_text == "disabled by an operator"
+
+
 def test_webhook_edit_in_admin_reenables_and_clears_the_reason(operator, tenant):
     webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
-    Webhook.objects.filter(id=webhook.id).update(enabled=False, disabled_reason="receiver answered 410 Gone")
+    Webhook.objects.filter(id=webhook.id).update(enabled=False, disabled_reason=Webhook.DisabledReason.GONE)
 
     response = operator.post(
         f"/admin/webhooks/webhook/{webhook.id}/change/", {"description": "ops note", "enabled": "on"}, follow=True

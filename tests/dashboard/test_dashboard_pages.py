@@ -12,6 +12,8 @@ from conftest import PASSWORD, make_delivery, make_webhook
 from django.test import Client
 from django.utils import timezone
 
+from webhooks.models import Webhook
+
 LIST = "/ui/settings/integrations/webhooks"
 NEW = "/ui/settings/integrations/webhooks/new"
 # Forms check where a URL points (it must resolve; loopback is allowed in tests), so posted
@@ -384,7 +386,8 @@ def test_disable_and_enable_when_posted_toggle_the_webhook(ui, tenant):
     body = text(ui.post(page(webhook, "/disable"), follow=True))
     webhook.refresh_from_db()
     assert not webhook.enabled
-    assert webhook.disabled_reason == "disabled by user"
+    assert webhook.disabled_reason == Webhook.DisabledReason.USER
+    assert "disabled by user" in body  # the reason, as a sentence
     assert ">Enable</button>" in body
     assert 'badge-disabled">disabled<' in body
     assert ui.get(page(webhook, "/disable")).status_code == 405

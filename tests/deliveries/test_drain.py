@@ -232,7 +232,8 @@ def test_drain_stops_and_disables_webhook_when_receiver_answers_gone(tenant, rec
 
     assert len(receiver.received()) == 1  # nothing more is sent once the receiver said Gone
     webhook = Webhook.objects.get(id=created.webhook.id)
-    assert (webhook.enabled, webhook.disabled_reason) == (False, "receiver answered 410 Gone")
+    assert (webhook.enabled, webhook.disabled_reason) == (False, Webhook.DisabledReason.GONE)
+    assert webhook.disabled_reason_text == "receiver answered 410 Gone"
     assert outcome.again  # the other two were due: the next drain marks them failed, unattempted
     statuses = sorted(Delivery.objects.filter(webhook=webhook).values_list("status", "attempts"))
     assert statuses == [("failed", 0), ("failed", 0), ("failed", 1)]

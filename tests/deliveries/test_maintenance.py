@@ -12,6 +12,7 @@ from django.utils import timezone
 from deliveries import drain, periodic, services, tasks
 from deliveries.models import Attempt, Delivery
 from events.models import Event
+from webhooks import services as webhook_services
 from webhooks.models import Webhook
 
 DAY = timedelta(days=1)
@@ -51,6 +52,7 @@ def test_webhook_is_disabled_at_once_when_receiver_answers_410(tenant, receiver,
     body = api_client(tenant.key).get(f"/ui/api/webhooks/{webhook.id}").json()
     assert body["enabled"] is False
     assert body["disabled_reason"] == "receiver answered 410 Gone"
+    assert body["disabled_reason_code"] == "gone"
 
 
 # --- Disabling endpoints that only fail --------------------------------------------------
@@ -70,6 +72,7 @@ def test_disable_failing_webhooks_disables_when_every_delivery_failed_for_the_pe
     body = api_client(tenant.key).get(f"/ui/api/webhooks/{failing.id}").json()
     assert body["enabled"] is False
     assert body["disabled_reason"] == "every delivery failed for 5 days"
+    assert body["disabled_reason_code"] == "failing"
 
 
 @pytest.mark.django_db
@@ -96,12 +99,12 @@ def test_disable_failing_webhooks_keeps_endpoints_that_recovered_or_just_started
     never_attempted = old_webhook(tenant.organization)
     add_delivery(never_attempted, age=7 * DAY, status="failed", attempts=0)  # failed while disabled
     already_disabled = old_webhook(tenant.organization)
-    Webhook.objects.filter(id=already_disabled.id).update(enabled=False, disabled_reason="disabled by user")
+    Webhook.objects.filter(id=already_disabled.id).update(enabled=False, disabled_reason=Webhook.DisabledReason.USER)
     add_delivery(already_disabled, age=7 * DAY, status="failed", attempts=6)
 
     assert periodic.disable_failing_webhooks() == []
 
-    assert Webhook.objects.get(id=already_disabled.id).disabled_reason == "disabled by user"
+    assert Webhook.objects.get(id=already_disabled.id).disabled_reason == Webhook.DisabledReason.USER
     assert Webhook.objects.filter(enabled=True).count() == 4
 
 
@@ -121,7 +124,7 @@ def test_reenabled_webhook_is_not_disabled_again_by_the_next_run(tenant):
 
 
 @pytest.mark.django_db
-def test_disable_failing_webhooks_is_one_query_whatever_the_number_of_webhooks(tenant, django_assert_num_queries):
+def test_disable_failing_webhooks_is_two_queries_whatever_the_number_of_webhooks(tenant, django_assert_num_queries):
     for _ in range(5):
         webhook = old_webhook(tenant.organization)
         add_delivery(webhook, age=6 * DAY, status="failed", attempts=6)
@@ -129,10 +132,26 @@ def test_disable_failing_webhooks_is_one_query_whatever_the_number_of_webhooks(t
         webhook = old_webhook(tenant.organization)
         add_delivery(webhook, age=6 * DAY, status="succeeded")
 
-    with django_assert_num_queries(1):
+    # One selects the failing webhooks (deliveries' rule), one disables them (webhooks.services).
+    with django_assert_num_queries(2):
         disabled = periodic.disable_failing_webhooks()
 
     assert len(disabled) == 5
+
+
+@pytest.mark.django_db
+def test_webhooks_disable_leaves_alone_a_webhook_changed_after_it_was_found_failing(tenant):
+    """The selection and the write are two statements: an edit between them still wins."""
+    found_failing = old_webhook(tenant.organization)
+    since = timezone.now() - DAY
+    webhook_services.webhook_update(webhook=found_failing, changes={"description": "edited meanwhile"})
+
+    disabled = webhook_services.webhooks_disable(
+        webhook_ids=[found_failing.id], reason=Webhook.DisabledReason.FAILING, unchanged_since=since
+    )
+
+    assert disabled == []
+    assert Webhook.objects.get(id=found_failing.id).enabled is True
 
 
 # --- Retention ---------------------------------------------------------------------------
