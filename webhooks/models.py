@@ -47,10 +47,6 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.organization_id})"
 
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
 
 class Webhook(models.Model):
     class DisabledReason(models.TextChoices):
@@ -106,9 +102,6 @@ class Webhook(models.Model):
         self.previous_secret_encrypted = self.secret_encrypted
         self.previous_secret_expires_at = now + timedelta(seconds=settings.WEBHOOK_SECRET_OVERLAP)
         self.set_secret(new_secret)
-
-    def subscribes_to(self, event_type: str) -> bool:
-        return "*" in self.events or event_type in self.events
 
 
 def disabled_reason_text(reason: str) -> str:
