@@ -8,7 +8,9 @@ reproduces JavaScript's output: its key order, its number formatting and its str
 escaping. Anything JavaScript cannot represent faithfully (NaN, infinities, integers
 beyond the double range, lone surrogates) is refused instead of being silently altered.
 
-Pure module: no Django imports, safe to use anywhere.
+Pure module: no Django imports, safe to use anywhere. Long for one job: the encoder, the
+checks and the parser answer to one rule (what survives JavaScript unchanged) and are tested
+together against Node.
 """
 
 from __future__ import annotations
