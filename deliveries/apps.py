@@ -1,3 +1,5 @@
+"""The delivery app's start-up: it hands its fan-out to ``emit()`` (events.hooks)."""
+
 from django.apps import AppConfig
 
 
