@@ -11,8 +11,8 @@ Two schemes are produced side by side:
   receivers keep verifying during a secret rotation.
 
 Always sign the exact bytes that are sent. ``signed_headers`` puts both on one attempt, with
-the documented headers. Importing this module needs no configured Django (the receivers'
-``deliveries/verify.py`` imports it): only ``signed_headers`` reads the settings and the clock.
+the documented headers. Pure module otherwise: importing it needs no Django, since the
+receivers' dependency-free ``deliveries/verify.py`` imports it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
-
-from django.conf import settings
-from django.utils import timezone
 
 from events.encoding import iso_timestamp
 
@@ -65,6 +62,10 @@ def standard_signature(secrets: Sequence[str], msg_id: str, timestamp: int, body
 
 def signed_headers(*, delivery_id: str, event_type: str, body: bytes, secrets: list[str]) -> dict[str, str]:
     """The documented headers plus Standard Webhooks', for one attempt."""
+    # Django is imported here only: importing this module must not need it (see above).
+    from django.conf import settings
+    from django.utils import timezone
+
     now = timezone.now()
     unix = int(now.timestamp())
     return {
