@@ -7,13 +7,12 @@ No page ever renders a signing secret.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db import transaction
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -24,6 +23,7 @@ from deliveries import selectors, services
 from deliveries.models import Attempt, Delivery
 from events import catalogue
 from events.admin import LargeTablePaginator
+from events.encoding import pretty
 from webhooks import services as webhook_services
 from webhooks.models import Webhook
 
@@ -89,6 +89,16 @@ class EventTypeFilter(admin.SimpleListFilter):
 # --- Webhooks ----------------------------------------------------------------------------
 
 
+class WebhookChangeList(ChangeList):
+    """The webhook list, each row's health (its health columns) read for the whole page at once."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        health = selectors.webhooks_health(list(self.result_list), window=HEALTH_WINDOW)
+        for webhook in self.result_list:  # the instances the page renders: list() filled its cache
+            webhook.health = health[webhook.id]
+
+
 @admin.register(Webhook)
 class WebhookAdmin(admin.ModelAdmin):
     list_display = [
@@ -104,7 +114,6 @@ class WebhookAdmin(admin.ModelAdmin):
     list_filter = ["enabled", OrganizationIdFilter]
     list_select_related = ["organization"]
     search_fields = ["=id", "url"]
-    # Each row costs one webhook_stats() call (its health columns): keep pages short.
     list_per_page = 50
     actions = ["enable", "disable", "send_test_event", "rotate_secret"]
     # Secrets are not in the form (not editable) and not listed here: never shown.
@@ -133,11 +142,8 @@ class WebhookAdmin(admin.ModelAdmin):
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
         webhook_services.webhook_update(webhook=obj, changes=changes, disabled_reason=Webhook.DisabledReason.OPERATOR)
 
-    def _stats(self, webhook: Webhook) -> selectors.WebhookStats:
-        # Both health columns share one computation per row.
-        if not hasattr(webhook, "_admin_stats"):
-            webhook._admin_stats = selectors.webhook_stats(webhook, window=HEALTH_WINDOW)  # type: ignore[attr-defined]
-        return webhook._admin_stats  # type: ignore[attr-defined]
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return WebhookChangeList
 
     @admin.display(description="events")
     def event_list(self, webhook: Webhook) -> str:
@@ -145,12 +151,12 @@ class WebhookAdmin(admin.ModelAdmin):
 
     @admin.display(description="success rate (24 h)")
     def success_rate_24h(self, webhook: Webhook) -> str:
-        rate = self._stats(webhook).success_rate
+        rate = webhook.health.success_rate  # type: ignore[attr-defined]
         return "—" if rate is None else f"{rate * 100:.1f} %"
 
     @admin.display(description="last delivery")
     def last_delivery_status(self, webhook: Webhook) -> str:
-        return self._stats(webhook).last_status or "—"
+        return webhook.health.last_status or "—"  # type: ignore[attr-defined]
 
     @admin.display(description="deliveries")
     def deliveries_link(self, webhook: Webhook) -> str:
@@ -281,8 +287,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="payload")
     def pretty_payload(self, delivery: Delivery) -> str:
-        payload = json.dumps(json.loads(delivery.event.payload), indent=2, ensure_ascii=False)
-        return format_html("<pre>{}</pre>", payload)
+        return format_html("<pre>{}</pre>", pretty(delivery.event.envelope))
 
     @admin.action(description="Retry now", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
@@ -291,8 +296,7 @@ class DeliveryAdmin(admin.ModelAdmin):
             if not delivery.webhook.enabled:
                 skipped.append(delivery.id)
                 continue
-            with transaction.atomic():
-                services.delivery_retry(delivery=delivery)
+            services.delivery_retry(delivery=delivery)
             retried += 1
         self.message_user(request, f"Retrying {retried} delivery(ies) now.", messages.SUCCESS)
         if skipped:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
@@ -62,8 +61,7 @@ class DeliveryRetryView(APIView):
     def post(self, request: Request, webhook_id: str, delivery_id: str) -> Response:
         webhook = webhook_get(request.user.organization, webhook_id)
         delivery = selectors.delivery_get(webhook, delivery_id)
-        with transaction.atomic():
-            delivery = services.delivery_retry(delivery=delivery)
+        delivery = services.delivery_retry(delivery=delivery)
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -76,8 +74,7 @@ class WebhookRecoverView(APIView):
         webhook = webhook_get(request.user.organization, webhook_id)
         body = RecoverSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        with transaction.atomic():
-            count = services.webhook_recover(webhook=webhook, since=body.validated_data["since"])
+        count = services.webhook_recover(webhook=webhook, since=body.validated_data["since"])
         return Response({"recovering": count}, status=status.HTTP_202_ACCEPTED)
 
 

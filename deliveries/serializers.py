@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from deliveries.models import Attempt, Delivery
 from events import catalogue
-from webhooks_project.serializers import StrictCharField, StrictSerializer
+from webhooks_project.serializers import PageQuerySerializer, StrictCharField, StrictSerializer
 
 
 class DeliverySerializer(serializers.ModelSerializer):
@@ -57,11 +57,11 @@ class DeliveryDetailSerializer(DeliverySerializer):
         return delivery.event.envelope
 
 
-class DeliveryFilterSerializer(StrictSerializer):
+class DeliveryFilterSerializer(PageQuerySerializer):
+    """The history's query: its filters, and the page's ``limit`` and ``cursor``."""
+
     status = serializers.ChoiceField(choices=Delivery.Status.choices, required=False)
     event = serializers.ChoiceField(choices=catalogue.names(), required=False)
-    cursor = serializers.CharField(required=False)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
 
 class TestEventSerializer(StrictSerializer):

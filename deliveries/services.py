@@ -39,21 +39,23 @@ def delivery_send_test(*, webhook: Webhook, event_type: str) -> Delivery:
 
 def delivery_retry(*, delivery: Delivery) -> Delivery:
     """Send a delivery again now, whatever its state: same id, one more attempt in its log."""
-    Delivery.objects.filter(id=delivery.id).update(
-        status=Delivery.Status.RETRYING if delivery.attempts else Delivery.Status.PENDING,
-        next_attempt_at=Now(),
-        lease_until=None,
-    )
-    transaction.on_commit(lambda: wake(delivery.webhook_id))
+    with transaction.atomic():
+        Delivery.objects.filter(id=delivery.id).update(
+            status=Delivery.Status.RETRYING if delivery.attempts else Delivery.Status.PENDING,
+            next_attempt_at=Now(),
+            lease_until=None,
+        )
+        transaction.on_commit(lambda: wake(delivery.webhook_id))
     delivery.refresh_from_db()
     return delivery
 
 
 def webhook_recover(*, webhook: Webhook, since: datetime) -> int:
     """Send again every failed delivery of ``webhook`` created since ``since``."""
-    count = Delivery.objects.filter(webhook=webhook, status=Delivery.Status.FAILED, created_at__gte=since).update(
-        status=Delivery.Status.RETRYING, next_attempt_at=Now(), lease_until=None
-    )
-    if count:
-        transaction.on_commit(lambda: wake(webhook.id))
+    with transaction.atomic():
+        count = Delivery.objects.filter(webhook=webhook, status=Delivery.Status.FAILED, created_at__gte=since).update(
+            status=Delivery.Status.RETRYING, next_attempt_at=Now(), lease_until=None
+        )
+        if count:
+            transaction.on_commit(lambda: wake(webhook.id))
     return count

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connections
@@ -11,6 +9,7 @@ from django.http import HttpRequest
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
+from events.encoding import pretty
 from events.models import Event
 
 # An unfiltered list of a table with more rows than this shows PostgreSQL's estimate of the
@@ -67,4 +66,4 @@ class EventAdmin(admin.ModelAdmin):
 
     @admin.display(description="payload (the exact bytes every delivery sends, indented here)")
     def pretty_payload(self, event: Event) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(json.loads(event.payload), indent=2, ensure_ascii=False))
+        return format_html("<pre>{}</pre>", pretty(event.envelope))

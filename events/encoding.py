@@ -32,6 +32,7 @@ __all__ = [
     "iso_timestamp",
     "js_dumps",
     "parse_json_object",
+    "pretty",
 ]
 
 # Real event payloads are a few levels deep; the cap keeps the recursive encoder far below
@@ -227,6 +228,14 @@ def _format_number(value: float) -> str:
         fraction = "." + digits[1:] if k > 1 else ""
         out = f"{digits[0]}{fraction}e{'+' if exponent >= 0 else '-'}{abs(exponent)}"
     return sign + out
+
+
+def pretty(value: Any) -> str:
+    """``value`` indented for people to read (pages, the listener): never what is sent or signed.
+
+    Non-ASCII characters are kept as they are, so a payload reads as its receiver sees it.
+    """
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def _to_base_type(value: Any) -> Any:

@@ -10,7 +10,9 @@ from conftest import api_client, make_webhook
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.contrib.sessions.models import Session
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from deliveries.models import Attempt, Delivery
@@ -271,6 +273,27 @@ def test_delivery_list_query_count_does_not_grow_with_rows(operator, tenant, dja
     with django_assert_max_num_queries(len(few.captured_queries)):
         page = operator.get("/admin/deliveries/delivery/")
     assert page.status_code == 200
+
+
+def test_webhook_list_reads_the_same_queries_when_3_or_30_webhooks(operator, tenant, django_assert_num_queries):
+    def add_webhooks(count: int) -> None:
+        for _ in range(count):
+            webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
+            add_attempted_delivery(webhook, status="succeeded", http=200)
+            add_attempted_delivery(webhook, status="failed", http=500)
+
+    add_webhooks(3)
+    operator.get("/admin/webhooks/webhook/")  # caches filled by a first request are not the rows' cost
+    with CaptureQueriesContext(connection) as three:
+        assert operator.get("/admin/webhooks/webhook/").status_code == 200
+    add_webhooks(27)
+
+    with django_assert_num_queries(len(three.captured_queries)):
+        page = operator.get("/admin/webhooks/webhook/")
+
+    body = page.content.decode()
+    assert body.count('class="field-success_rate_24h">50.0 %<') == 30  # every row, with its own health
+    assert body.count('class="field-last_delivery_status">failed<') == 30
 
 
 def test_event_search_finds_by_id_type_and_organization(operator, tenant, other_tenant):

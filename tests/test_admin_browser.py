@@ -8,11 +8,11 @@ import re
 
 import pytest
 from conftest import make_tenant, make_webhook
-from dashboard.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, watch
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect, sync_playwright
 
 from deliveries.services import delivery_send_test
+from tests.dashboard.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, watch
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from conftest import ROOT
 
 # Apps that deliveries builds on; they must never import it back.
 BELOW_DELIVERIES = ("events", "webhooks")
-PROJECT_PACKAGES = ("deliveries", "events", "webhooks", "webhooks_project")
+PROJECT_PACKAGES = ("dashboard", "deliveries", "events", "webhooks", "webhooks_project")
 
 
 def _sources(package: str) -> list[Path]:

@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from webhooks import crypto
+from webhooks.destinations import MAX_URL_LENGTH
 from webhooks_project.ids import new_id
 
 
@@ -61,7 +62,7 @@ class Webhook(models.Model):
 
     id = models.CharField(primary_key=True, max_length=40, default=partial(new_id, "whk"), editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhooks")
-    url = models.CharField(max_length=2048)
+    url = models.CharField(max_length=MAX_URL_LENGTH)
     events = models.JSONField(default=list)
     description = models.CharField(max_length=500, blank=True, default="")
     enabled = models.BooleanField(default=True)
@@ -89,11 +90,18 @@ class Webhook(models.Model):
     def set_secret(self, secret: str) -> None:
         self.secret_encrypted = crypto.encrypt(secret)
 
+    def previous_secret_until(self, now: datetime | None = None) -> datetime | None:
+        """When the secret replaced by the last rotation stops signing; None once it has."""
+        now = now or timezone.now()
+        until = self.previous_secret_expires_at
+        if self.previous_secret_encrypted and until and until > now:
+            return until
+        return None
+
     def signing_secrets(self, now: datetime | None = None) -> list[str]:
         """Secrets that sign a delivery now, newest first (two during a rotation's overlap)."""
-        now = now or timezone.now()
         secrets = [crypto.decrypt(self.secret_encrypted)]
-        if self.previous_secret_encrypted and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
+        if self.previous_secret_until(now):
             secrets.append(crypto.decrypt(self.previous_secret_encrypted))
         return secrets
 

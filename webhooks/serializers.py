@@ -8,14 +8,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from events import catalogue
-from webhooks.destinations import UrlRefused, check_url
+from webhooks.destinations import MAX_URL_LENGTH, UrlRefused, check_url
 from webhooks.models import Webhook
 from webhooks.signing_keys import SECRET_PREFIX, standard_key
 from webhooks_project.serializers import BoundedListField, StrictBooleanField, StrictCharField, StrictSerializer
 
 MIN_SECRET_LENGTH = 12
 MAX_SECRET_LENGTH = 255
-MAX_URL_LENGTH = 2048
 MAX_EVENTS = 50
 
 

@@ -15,13 +15,15 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor
 from rest_framework.pagination import CursorPagination as BaseCursorPagination
 
+# Most rows one page may hold (``?limit=``): one request stays cheap however much a client asks.
+MAX_PAGE_SIZE = 200
 INVALID_CURSOR = "Invalid cursor: use the 'next' or 'previous' link of a previous page."
 
 
 class CursorPagination(BaseCursorPagination):
     ordering = ("-created_at", "-id")
     page_size_query_param = "limit"
-    max_page_size = 200
+    max_page_size = MAX_PAGE_SIZE
 
     def paginate_queryset(self, queryset, request, view=None):
         self._model = queryset.model

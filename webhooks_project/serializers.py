@@ -7,6 +7,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from webhooks_project.pagination import MAX_PAGE_SIZE
+
 # An unknown-field error names at most this many of them.
 MAX_REPORTED_UNKNOWN_FIELDS = 20
 
@@ -61,4 +63,4 @@ class PageQuerySerializer(StrictSerializer):
     """The query of a paginated list: ``limit`` and the ``cursor`` of a ``next`` link."""
 
     cursor = serializers.CharField(required=False)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=200)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE)

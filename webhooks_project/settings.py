@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "webhooks",
     "events",
     "deliveries",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

@@ -46,7 +46,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics_view, name="metrics"),
-    path("ui/", include("deliveries.dashboard_urls")),  # the dashboard
+    path("ui/", include("dashboard.urls")),
 ]
 
 handler404 = "webhooks_project.views.not_found"

@@ -345,7 +345,7 @@ def test_webhook_page_history_filters_by_status_and_event_type(ui, tenant):
 
 
 def test_webhook_page_history_pages_by_keyset_newest_first(ui, tenant):
-    from deliveries.views import HISTORY_PAGE_SIZE
+    from dashboard.history import HISTORY_PAGE_SIZE
 
     webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
     ids = [make_delivery(webhook, status="failed" if i % 2 else "succeeded").id for i in range(HISTORY_PAGE_SIZE + 5)]

@@ -24,6 +24,7 @@ from events.encoding import (
     check_json_value,
     js_dumps,
     parse_json_object,
+    pretty,
 )
 
 # Reads a JSON array of JSON texts on stdin, prints a JSON array of their re-serializations.
@@ -406,3 +407,22 @@ def test_checks_stop_at_a_bound_when_python_values_share_or_contain_themselves()
         js_dumps(cyclic)
 
     assert time.monotonic() - started < 10
+
+
+def test_pretty_indents_and_keeps_non_ascii_when_given_a_payload():
+    payload = {"event": "threat.detected", "data": {"user": "zoë@example.com", "tags": ["a"]}}
+
+    text = pretty(payload)
+
+    assert text.splitlines() == [
+        "{",
+        '  "event": "threat.detected",',
+        '  "data": {',
+        '    "user": "zoë@example.com",',
+        '    "tags": [',
+        '      "a"',
+        "    ]",
+        "  }",
+        "}",
+    ]
+    assert json.loads(text) == payload

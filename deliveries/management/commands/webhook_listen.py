@@ -8,7 +8,6 @@ signature schemes; the Standard Webhooks headers and a fresh timestamp are requi
 
 from __future__ import annotations
 
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from deliveries.verify import DEFAULT_TOLERANCE_SECONDS, VerificationError, verify
+from events.encoding import pretty
 
 # Larger bodies than the service ever sends (1 MB payload plus the envelope) are refused unread.
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -82,7 +82,7 @@ class Command(BaseCommand):
                     return
                 with lock:
                     command.stdout.write(f"{event_type} {delivery_id} verified")
-                    command.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False))
+                    command.stdout.write(pretty(payload))
                     command.stdout.flush()
                 self._answer(200, "ok")
 

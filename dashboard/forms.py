@@ -11,6 +11,8 @@ from rest_framework import serializers
 from deliveries.models import Delivery
 from events import catalogue
 from webhooks import login_throttle
+from webhooks.destinations import MAX_URL_LENGTH
+from webhooks.selectors import organization_of_user
 from webhooks.serializers import (
     MAX_SECRET_LENGTH,
     MIN_SECRET_LENGTH,
@@ -40,6 +42,17 @@ class EventsField(forms.MultipleChoiceField):
         return True
 
 
+def event_options(form: forms.Form) -> list[dict[str, Any]]:
+    """The form's event checkboxes, each with its catalogue description."""
+    options = []
+    for checkbox in form["events"]:
+        name = checkbox.data["value"]
+        kind = catalogue.EVENT_TYPES.get(name)
+        description = kind.description if kind else "Every event type, including ones added later"
+        options.append({"checkbox": checkbox, "description": description})
+    return options
+
+
 class EmailLoginForm(AuthenticationForm):
     """Django's login form with the email address as the username (as create_user stores it)."""
 
@@ -65,16 +78,14 @@ class EmailLoginForm(AuthenticationForm):
 
     def confirm_login_allowed(self, user: Any) -> None:
         super().confirm_login_allowed(user)
-        from webhooks.models import Membership
-
-        if not Membership.objects.filter(user=user).exists():
+        if organization_of_user(user.pk) is None:
             raise forms.ValidationError(self.error_messages["no_organization"], code="no_organization")
 
 
 class WebhookEditForm(forms.Form):
     url = forms.CharField(
         label="URL",
-        max_length=2048,
+        max_length=MAX_URL_LENGTH,
         widget=forms.URLInput(attrs={"placeholder": "https://your-server.com/webhook", "autocomplete": "off"}),
         help_text="Where events are sent as HTTP POST requests.",
     )

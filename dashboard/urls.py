@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from deliveries import views
+from dashboard import views
 
 app_name = "dashboard"
 

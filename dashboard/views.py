@@ -1,0 +1,250 @@
+"""The dashboard's pages: Organization Settings › Integrations › Webhooks, rendered on the server.
+
+Thin views: parse the request, call the services and selectors the REST API calls, render.
+Access and headers are ``access``'s; the history's pages ``history``'s; the charts'
+geometry ``charts``'s. A signing secret appears once: on the page right after creation or
+rotation, handed over in the session (encrypted, popped when shown; ``webhooks.reveal``),
+never in a URL.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.paginator import Paginator
+from django.forms import Form
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from dashboard import charts
+from dashboard.access import member_required, render_page, secure_headers
+from dashboard.forms import (
+    DeliveryFilterForm,
+    EmailLoginForm,
+    SendTestEventForm,
+    WebhookCreateForm,
+    WebhookEditForm,
+    event_options,
+)
+from dashboard.history import history_page
+from dashboard.stats import DAY, WEEK, list_health, window_stats
+from deliveries import selectors, services
+from events.encoding import pretty
+from webhooks import reveal
+from webhooks import services as webhook_services
+from webhooks.selectors import webhook_get, webhooks_of
+from webhooks_project.exceptions import Conflict
+
+# A dashboard session lasts a working day; signing in again after that is cheap.
+SESSION_SECONDS = 8 * 3600
+# What the webhook page reveals once, handed over by create and rotate (webhooks.reveal).
+SECRET_REVEAL = "webhook-secret"
+WEBHOOKS_PAGE_SIZE = 25
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "dashboard/login.html"
+    authentication_form = EmailLoginForm
+    redirect_authenticated_user = True
+
+    def get_default_redirect_url(self) -> str:
+        return reverse("dashboard:webhook-list")
+
+    def get_redirect_url(self) -> str:
+        # A ``next`` back to this page would send a signed-in user round in circles (Django
+        # refuses with a ValueError: a 500); the webhooks list is where they meant to go.
+        url = super().get_redirect_url()
+        return "" if url and urlsplit(url).path == self.request.path else url
+
+    def form_valid(self, form: Form) -> HttpResponse:
+        response = super().form_valid(form)  # rotates the session key and the CSRF token
+        self.request.session.set_expiry(SESSION_SECONDS)
+        return response
+
+    def form_invalid(self, form: Form) -> HttpResponse:
+        response = super().form_invalid(form)
+        if form.has_error(NON_FIELD_ERRORS, "throttled"):
+            response.status_code = 429
+        return response
+
+
+login_view = secure_headers(LoginView.as_view())
+logout_view = secure_headers(auth_views.LogoutView.as_view(next_page="dashboard:login"))
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("dashboard:webhook-list")
+
+
+# --- Webhooks ----------------------------------------------------------------------------
+
+
+@member_required
+@require_GET
+def webhook_list(request: HttpRequest) -> HttpResponse:
+    paginator = Paginator(webhooks_of(request.organization).order_by("-created_at", "-id"), WEBHOOKS_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    webhooks = list(page)
+    health = list_health(webhooks)
+    rows = [{"webhook": webhook, "stats": health[webhook.id]} for webhook in webhooks]
+    return render_page(request, "dashboard/webhook_list.html", {"page": page, "rows": rows})
+
+
+@member_required
+@require_http_methods(["GET", "POST"])
+def webhook_create(request: HttpRequest) -> HttpResponse:
+    form = WebhookCreateForm(data=request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        try:
+            created = webhook_services.webhook_create(
+                organization=request.organization,
+                url=data["url"],
+                events=data["events"],
+                secret=data["secret"] or None,
+                enabled=data["enabled"],
+                description=data["description"],
+            )
+        except Conflict as exc:
+            form.add_error(None, exc.message)
+        else:
+            reveal.hand_over(
+                request, kind=SECRET_REVEAL, object_id=created.webhook.id, secret=created.secret, rotated=False
+            )
+            messages.success(request, "Webhook created.")
+            return redirect("dashboard:webhook-detail", webhook_id=created.webhook.id)
+    return render_page(request, "dashboard/webhook_form.html", {"form": form, "events": event_options(form)})
+
+
+@member_required
+@require_http_methods(["GET", "POST"])
+def webhook_edit(request: HttpRequest, webhook_id: str) -> HttpResponse:
+    webhook = webhook_get(request.organization, webhook_id)
+    if request.method == "POST":
+        form = WebhookEditForm(data=request.POST)
+        if form.is_valid():
+            webhook_services.webhook_update(webhook=webhook, changes=form.cleaned_data)
+            messages.success(request, "Webhook saved.")
+            return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
+    else:
+        form = WebhookEditForm(
+            initial={
+                "url": webhook.url,
+                "events": webhook.events,
+                "enabled": webhook.enabled,
+                "description": webhook.description,
+            }
+        )
+    return render_page(
+        request, "dashboard/webhook_form.html", {"form": form, "events": event_options(form), "webhook": webhook}
+    )
+
+
+@member_required
+@require_GET
+def webhook_detail(request: HttpRequest, webhook_id: str) -> HttpResponse:
+    webhook = webhook_get(request.organization, webhook_id)
+    filters = DeliveryFilterForm(data=request.GET)
+    filters.is_valid()  # an invalid filter is shown as such and ignored
+    wanted = filters.cleaned_data
+    history = history_page(webhook, wanted)
+    context = {
+        "webhook": webhook,
+        "secret": reveal.take(request, kind=SECRET_REVEAL, object_id=webhook.id),
+        "previous_secret_until": webhook.previous_secret_until(),
+        "day": window_stats(webhook, DAY),
+        "week": window_stats(webhook, WEEK),
+        "charts": [
+            charts.chart(
+                "Deliveries per hour",
+                selectors.delivery_series(webhook, window=DAY, buckets=charts.DAY_BUCKETS),
+                unit="h",
+                label_every=charts.DAY_LABEL_EVERY,
+            ),
+            charts.chart(
+                "Deliveries per 6 hours",
+                selectors.delivery_series(webhook, window=WEEK, buckets=charts.WEEK_BUCKETS),
+                unit="d",
+                label_every=charts.WEEK_LABEL_EVERY,
+            ),
+        ],
+        "filters": filters,
+        "history": history,
+        "test_form": SendTestEventForm(auto_id="test-%s"),
+    }
+    return render_page(request, "dashboard/webhook_detail.html", context)
+
+
+@member_required
+@require_POST
+def webhook_send_test(request: HttpRequest, webhook_id: str) -> HttpResponse:
+    webhook = webhook_get(request.organization, webhook_id)
+    form = SendTestEventForm(data=request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a known event type to send.")
+    else:
+        delivery = services.delivery_send_test(webhook=webhook, event_type=form.cleaned_data["event"])
+        messages.success(request, f"Test event {delivery.event_type} queued as delivery {delivery.id}.")
+    return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
+
+
+@member_required
+@require_POST
+def webhook_set_enabled(request: HttpRequest, webhook_id: str, enabled: bool) -> HttpResponse:
+    webhook = webhook_get(request.organization, webhook_id)
+    webhook_services.webhook_update(webhook=webhook, changes={"enabled": enabled})
+    messages.success(request, "Webhook enabled." if enabled else "Webhook disabled: no events are sent to it.")
+    return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
+
+
+@member_required
+@require_POST
+def webhook_rotate_secret(request: HttpRequest, webhook_id: str) -> HttpResponse:
+    webhook = webhook_get(request.organization, webhook_id)
+    secret = webhook_services.webhook_rotate_secret(webhook=webhook)
+    reveal.hand_over(request, kind=SECRET_REVEAL, object_id=webhook.id, secret=secret, rotated=True)
+    return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
+
+
+@member_required
+@require_http_methods(["GET", "POST"])
+def webhook_delete(request: HttpRequest, webhook_id: str) -> HttpResponse:
+    webhook = webhook_get(request.organization, webhook_id)
+    if request.method == "POST":
+        webhook_services.webhook_delete(webhook=webhook)
+        messages.success(request, f"Webhook {webhook.url} deleted.")
+        return redirect("dashboard:webhook-list")
+    return render_page(request, "dashboard/webhook_delete.html", {"webhook": webhook})
+
+
+# --- Deliveries --------------------------------------------------------------------------
+
+
+@member_required
+@require_GET
+def delivery_detail(request: HttpRequest, webhook_id: str, delivery_id: str) -> HttpResponse:
+    webhook = webhook_get(request.organization, webhook_id)
+    delivery = selectors.delivery_get(webhook, delivery_id)
+    context = {
+        "webhook": webhook,
+        "delivery": delivery,
+        "envelope": pretty(delivery.event.envelope),
+        "attempts": selectors.attempts_of(delivery),
+    }
+    return render_page(request, "dashboard/delivery_detail.html", context)
+
+
+@member_required
+@require_POST
+def delivery_retry(request: HttpRequest, webhook_id: str, delivery_id: str) -> HttpResponse:
+    webhook = webhook_get(request.organization, webhook_id)
+    delivery = selectors.delivery_get(webhook, delivery_id)
+    services.delivery_retry(delivery=delivery)
+    messages.success(request, "Retry queued: a new attempt will appear below.")
+    return redirect("dashboard:delivery-detail", webhook_id=webhook.id, delivery_id=delivery.id)
