@@ -11,8 +11,8 @@ Two schemes are produced side by side:
   receivers keep verifying during a secret rotation.
 
 Always sign the exact bytes that are sent. ``signed_headers`` puts both on one attempt, with
-the documented headers. Pure module otherwise: importing it needs no Django, since the
-receivers' dependency-free ``deliveries/verify.py`` imports it.
+the documented headers. Pure module: no Django imports (the receivers' dependency-free
+``deliveries/verify.py`` imports it).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from events.encoding import iso_timestamp
 
@@ -61,16 +62,14 @@ def standard_signature(secrets: Sequence[str], msg_id: str, timestamp: int, body
 
 
 def signed_headers(*, delivery_id: str, event_type: str, body: bytes, secrets: list[str]) -> dict[str, str]:
-    """The documented headers plus Standard Webhooks', for one attempt."""
-    # Django is imported here only: importing this module must not need it (see above).
-    from django.conf import settings
-    from django.utils import timezone
+    """The documented headers plus Standard Webhooks', for one attempt.
 
-    now = timezone.now()
+    ``http.post`` adds the ``User-Agent`` (WEBHOOK_USER_AGENT) to every request.
+    """
+    now = datetime.now(UTC)
     unix = int(now.timestamp())
     return {
         "Content-Type": "application/json",
-        "User-Agent": settings.WEBHOOK_USER_AGENT,
         "X-CyberCage-Signature": documented_signature(secrets[0], body),
         "X-CyberCage-Event": event_type,
         "X-CyberCage-Delivery-ID": delivery_id,
