@@ -1,4 +1,8 @@
-"""Writes to an organization's configuration: organizations, API keys, webhooks."""
+"""Writes to an organization's configuration: organizations, API keys, webhooks.
+
+The only writer of a webhook's ``enabled`` and ``disabled_reason``: the API, the dashboard, the
+admin, the drain (410 Gone) and the hourly auto-disable all come through here.
+"""
 
 from __future__ import annotations
 
@@ -123,8 +127,9 @@ RETURNING id
 def webhooks_disable(*, webhook_ids: list[str], reason: str, unchanged_since: datetime | None = None) -> list[str]:
     """Disable those of ``webhook_ids`` still enabled, in one statement; return their ids.
 
-    ``reason`` is a ``Webhook.DisabledReason``.
-    With ``unchanged_since``, a webhook changed after it (re-enabled, edited) is left alone.
+    ``reason`` is a ``Webhook.DisabledReason``. With ``unchanged_since``, a webhook changed
+    after it (re-enabled, edited) is left alone. Used by the hourly auto-disable and the
+    admin's action.
     """
     with connection.cursor() as cursor:
         cursor.execute(_DISABLE_SQL, {"reason": str(reason), "ids": webhook_ids, "since": unchanged_since})
@@ -135,7 +140,7 @@ def webhooks_disable(*, webhook_ids: list[str], reason: str, unchanged_since: da
 
 
 def webhook_disable(*, webhook_id: str, reason: str) -> bool:
-    """Disable one webhook, if it is enabled (a receiver's 410 Gone, an operator's action)."""
+    """Disable one webhook, if it is enabled (the drain, when a receiver answers 410 Gone)."""
     return bool(webhooks_disable(webhook_ids=[webhook_id], reason=reason))
 
 
