@@ -140,9 +140,7 @@ class WebhookAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Webhook, form, change: bool) -> None:
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
-        if changes.get("enabled") is False:
-            changes["disabled_reason"] = "disabled by an operator"
-        webhook_services.webhook_update(webhook=obj, changes=changes)
+        webhook_services.webhook_update(webhook=obj, changes=changes, disabled_reason=Webhook.DisabledReason.OPERATOR)
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return WebhookChangeList
@@ -174,12 +172,9 @@ class WebhookAdmin(admin.ModelAdmin):
 
     @admin.action(description="Disable selected webhooks", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
-        webhooks = list(queryset.filter(enabled=True))
-        for webhook in webhooks:
-            webhook_services.webhook_update(
-                webhook=webhook, changes={"enabled": False, "disabled_reason": "disabled by an operator"}
-            )
-        self.message_user(request, f"Disabled {len(webhooks)} webhook(s).", messages.SUCCESS)
+        webhook_ids = list(queryset.filter(enabled=True).values_list("id", flat=True))
+        disabled = webhook_services.webhooks_disable(webhook_ids=webhook_ids, reason=Webhook.DisabledReason.OPERATOR)
+        self.message_user(request, f"Disabled {len(disabled)} webhook(s).", messages.SUCCESS)
 
     @admin.action(description="Send a test event (test.ping)", permissions=["change"])
     def send_test_event(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:

@@ -1,6 +1,16 @@
+"""The delivery app's start-up: it hands its fan-out to ``emit()`` (events.hooks)."""
+
 from django.apps import AppConfig
 
 
 class DeliveriesConfig(AppConfig):
     name = "deliveries"
     verbose_name = "Deliveries"
+
+    def ready(self) -> None:
+        # emit() (events) stores each event's deliveries through this app's fan-out, handed
+        # over here explicitly: events never imports deliveries (see events.hooks).
+        from deliveries.fanout import event_fan_out_at_emit
+        from events.hooks import register_fan_out
+
+        register_fan_out(event_fan_out_at_emit)

@@ -16,6 +16,9 @@ The defences, in the order a request meets them:
   cannot stretch it (``requests``' own timeout restarts with every byte).
 * Redirects are never followed, at most ``WEBHOOK_RESPONSE_READ_BYTES`` of a body are read,
   and nothing is taken from the environment (proxies, netrc, CA bundle overrides).
+
+One job in a long module, on purpose: these defences only hold together (the deadline wraps
+the pinned socket that the adapter's pools open), so they are read and changed in one place.
 """
 
 from __future__ import annotations
@@ -310,6 +313,8 @@ def post(url: str, body: bytes, headers: Mapping[str, str]) -> HttpResult:
     Sends ``User-Agent: WEBHOOK_USER_AGENT`` and ``Content-Type: application/json`` unless
     ``headers`` set them. The whole attempt is bounded by ``WEBHOOK_TIMEOUT``.
     """
+    # Longer than most functions: one attempt, from the refusal check to the capped read, is
+    # one sequence whose finally-clause must see every step's state.
     timeout = float(settings.WEBHOOK_TIMEOUT)
     started = time.monotonic()
     try:

@@ -10,7 +10,9 @@ Two schemes are produced side by side:
   which signs ``"{id}.{timestamp}.{body}"`` and carries one entry per active secret so
   receivers keep verifying during a secret rotation.
 
-Always sign the exact bytes that are sent. Pure module: no Django imports.
+Always sign the exact bytes that are sent. ``signed_headers`` puts both on one attempt, with
+the documented headers. Pure module: no Django imports (the receivers' dependency-free
+``deliveries/verify.py`` imports it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from events.encoding import iso_timestamp
 
 # How a secret becomes the key is the webhooks app's rule: it refuses secrets that cannot sign.
 from webhooks.signing_keys import SECRET_PREFIX, standard_key
@@ -26,6 +31,7 @@ from webhooks.signing_keys import SECRET_PREFIX, standard_key
 __all__ = [
     "SECRET_PREFIX",
     "documented_signature",
+    "signed_headers",
     "standard_key",
     "standard_signature",
 ]
@@ -53,3 +59,22 @@ def standard_signature(secrets: Sequence[str], msg_id: str, timestamp: int, body
         "v1," + base64.b64encode(hmac.new(standard_key(secret), signed, hashlib.sha256).digest()).decode("ascii")
         for secret in secrets
     )
+
+
+def signed_headers(*, delivery_id: str, event_type: str, body: bytes, secrets: list[str]) -> dict[str, str]:
+    """The documented headers plus Standard Webhooks', for one attempt.
+
+    ``http.post`` adds the ``User-Agent`` (WEBHOOK_USER_AGENT) to every request.
+    """
+    now = datetime.now(UTC)
+    unix = int(now.timestamp())
+    return {
+        "Content-Type": "application/json",
+        "X-CyberCage-Signature": documented_signature(secrets[0], body),
+        "X-CyberCage-Event": event_type,
+        "X-CyberCage-Delivery-ID": delivery_id,
+        "X-CyberCage-Timestamp": iso_timestamp(now),
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(unix),
+        "webhook-signature": standard_signature(secrets, delivery_id, unix, body),
+    }

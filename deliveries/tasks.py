@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from deliveries import maintenance, services
+from deliveries import periodic
+from deliveries.dispatch import DRAIN_TASK, wake
+from deliveries.drain import webhook_drain
 
 
-@shared_task(name="deliveries.drain")
+@shared_task(name=DRAIN_TASK)
 def drain(webhook_id: str) -> None:
-    outcome = services.webhook_drain(webhook_id=webhook_id)
+    outcome = webhook_drain(webhook_id=webhook_id)
     if outcome.again:
-        services.wake(webhook_id)
+        wake(webhook_id)
     if outcome.retry_in is not None:
-        services.wake(webhook_id, countdown=outcome.retry_in)
+        wake(webhook_id, countdown=outcome.retry_in)
 
 
 @shared_task(name="deliveries.sweep")
 def sweep() -> None:
-    services.sweep()
+    periodic.sweep()
 
 
 @shared_task(name="deliveries.maintain")
 def maintain() -> None:
-    maintenance.disable_failing_webhooks()
-    maintenance.purge_old_records()
+    periodic.disable_failing_webhooks()
+    periodic.purge_old_records()

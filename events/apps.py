@@ -1,3 +1,5 @@
+"""The events app: nothing to do at start-up (the delivery app registers its fan-out)."""
+
 from django.apps import AppConfig
 
 

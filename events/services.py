@@ -1,26 +1,29 @@
-"""``emit()``: the one door in for producers."""
+"""``emit()``: the one door in for producers (``from events import emit``).
+
+``build_event`` validates and serializes an event without storing it (test events use it
+too). Storing the event's deliveries is the delivery app's part, registered in
+``events.hooks``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import functools
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from events import catalogue
-from events.encoding import check_json_value, js_dumps
+from events.encoding import check_json_value, iso_timestamp, js_dumps
+from events.hooks import EventStatement, registered_fan_out
 from events.models import Event
 from webhooks.models import Organization
 from webhooks_project.ids import new_id
 
-# The delivery app's fan-out, named rather than imported: events never imports deliveries.
-# It stores the event (with the SQL below) and its deliveries together, or neither.
-FAN_OUT = "deliveries.services.event_fan_out_at_emit"
+# The event's own SQL, handed to the registered fan-out (events.hooks), which runs it with the
+# deliveries' INSERT in one query string: the event is stored with its deliveries, or neither.
 _INSERT_EVENT_SQL = (
     "INSERT INTO events_event (id, organization_id, type, payload, created_at, idempotency_key)"
     " VALUES (%s, %s, %s, %s, %s, %s)"
@@ -38,11 +41,6 @@ class EmitError(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
-
-
-def iso_timestamp(moment) -> str:
-    """ISO 8601 in UTC with milliseconds and a ``Z``, as JavaScript's ``toISOString``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 # The envelope adds id, type, timestamp and organization around ``data``.
@@ -107,7 +105,7 @@ def emit(
         # In autocommit mode the fan-out's one query string is its own implicit transaction;
         # inside the caller's transaction, a savepoint keeps a refused event from breaking it.
         with contextlib.nullcontext() if transaction.get_autocommit() else transaction.atomic():
-            _fan_out()(event=event, store_event=(sql, params))
+            registered_fan_out()(event=event, store_event=EventStatement(sql, params))
     except IntegrityError as exc:
         if idempotency_key:
             original = _recent_event(org_id, idempotency_key)
@@ -117,11 +115,6 @@ def emit(
             raise EmitError("organization", f"Unknown organization {org_id!r}.") from exc
         raise
     return event
-
-
-@functools.cache
-def _fan_out():
-    return import_string(FAN_OUT)
 
 
 def _recent_event(org_id: str, idempotency_key: str) -> Event | None:

@@ -3,6 +3,7 @@ and a real Celery worker (and beat) consuming from Redis against the test databa
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -10,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -52,6 +54,73 @@ def make_webhook(organization, url: str, events: list[str] | None = None, secret
     from webhooks import services
 
     return services.webhook_create(organization=organization, url=url, events=events or ["*"], secret=secret, **kwargs)
+
+
+def make_delivery(
+    webhook,
+    event_type: str = "threat.detected",
+    *,
+    status: str = "pending",
+    created_at: datetime | None = None,
+    attempt_log: Sequence[tuple[int | None, str, str]] = (),
+    **fields,
+):
+    """A delivery of a fresh sample event to ``webhook``, written with the ORM.
+
+    ``attempt_log`` adds attempt rows, each (response status, body, error), one second apart
+    after ``created_at``, and the delivery's attempts, response status and last attempt follow
+    from them. A finished delivery has no next attempt. Any other field of the delivery can be
+    given in ``fields``; it wins over what is derived.
+    """
+    from django.utils import timezone
+
+    from deliveries.models import Attempt, Delivery
+    from events.catalogue import EVENT_TYPES
+    from events.services import build_event
+
+    created_at = created_at or timezone.now()
+    event = build_event(webhook.organization_id, event_type, dict(EVENT_TYPES[event_type].sample))
+    event.created_at = created_at
+    event.save(force_insert=True)
+    derived = {
+        "attempts": len(attempt_log),
+        "response_status": attempt_log[-1][0] if attempt_log else None,
+        "last_attempt_at": created_at if attempt_log else None,
+        "next_attempt_at": None if status in (Delivery.Status.SUCCEEDED, Delivery.Status.FAILED) else timezone.now(),
+    }
+    delivery = Delivery.objects.create(
+        organization_id=webhook.organization_id,
+        webhook=webhook,
+        event=event,
+        event_type=event_type,
+        status=status,
+        created_at=created_at,
+        **{**derived, **fields},
+    )
+    for number, (code, body, error) in enumerate(attempt_log, start=1):
+        Attempt.objects.create(
+            delivery=delivery,
+            number=number,
+            requested_at=created_at + timedelta(seconds=number),
+            response_status=code,
+            duration_ms=40 * number,
+            response_body=body,
+            error=error,
+        )
+    return delivery
+
+
+# A dashboard user's password (create_member).
+PASSWORD = "correct horse battery staple"
+
+
+def create_member(organization, email: str, password: str = PASSWORD):
+    """A dashboard user, made the way an operator makes one: with the create_user command."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("create_user", organization.id, email, password=password, stdout=io.StringIO(), stderr=io.StringIO())
+    return get_user_model().objects.get(username=email)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import api_client, make_webhook
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.contrib.sessions.models import Session
@@ -17,7 +18,6 @@ from django.utils import timezone
 from deliveries.models import Attempt, Delivery
 from deliveries.services import delivery_send_test
 from events.models import Event
-from tests.conftest import api_client, make_webhook
 from webhooks import crypto
 from webhooks.models import ApiKey, Webhook
 
@@ -144,7 +144,7 @@ def test_webhook_actions_disable_enable_send_test_and_rotate(operator, tenant):
     disabled = run_action(operator, "webhooks/webhook", "disable", [webhook.id])
     webhook.refresh_from_db()
     assert webhook.enabled is False
-    assert webhook.disabled_reason == "disabled by an operator"
+    assert webhook.disabled_reason == Webhook.DisabledReason.OPERATOR
     assert "Disabled 1 webhook(s)." in messages_of(disabled)
 
     enabled = run_action(operator, "webhooks/webhook", "enable", [webhook.id])
@@ -170,9 +170,20 @@ def test_webhook_actions_disable_enable_send_test_and_rotate(operator, tenant):
     assert not any(new_secret in m for m in messages_of(rotated))
 
 
+def test_webhook_edit_in_admin_disables_with_the_operators_reason(operator, tenant):
+    webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
+
+    response = operator.post(f"/admin/webhooks/webhook/{webhook.id}/change/", {"description": ""}, follow=True)
+
+    assert response.status_code == 200
+    webhook.refresh_from_db()
+    assert (webhook.enabled, webhook.disabled_reason) == (False, Webhook.DisabledReason.OPERATOR)
+    assert webhook.disabled_reason_text == "disabled by an operator"
+
+
 def test_webhook_edit_in_admin_reenables_and_clears_the_reason(operator, tenant):
     webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
-    Webhook.objects.filter(id=webhook.id).update(enabled=False, disabled_reason="receiver answered 410 Gone")
+    Webhook.objects.filter(id=webhook.id).update(enabled=False, disabled_reason=Webhook.DisabledReason.GONE)
 
     response = operator.post(
         f"/admin/webhooks/webhook/{webhook.id}/change/", {"description": "ops note", "enabled": "on"}, follow=True

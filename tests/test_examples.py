@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import requests
+from conftest import ROOT
 
-from deliveries.services import signed_headers
+from deliveries.signing import signed_headers
 from events.catalogue import EVENT_TYPES
 from events.services import build_event
-from tests.conftest import ROOT
 
 SECRET = "whsec_ZXhhbXBsZXMtc2VjcmV0LWZvci10ZXN0cy0xMjM0NQ=="
 

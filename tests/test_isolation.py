@@ -10,13 +10,11 @@ import re
 from dataclasses import dataclass
 
 import pytest
-from conftest import api_client, make_webhook
+from conftest import api_client, make_delivery, make_webhook
 from django.utils import timezone
 
 from deliveries.models import Attempt, Delivery
-from events.catalogue import EVENT_TYPES
 from events.models import Event
-from events.services import build_event
 from webhooks.models import Webhook
 from webhooks_project.urls import api as api_patterns
 
@@ -62,14 +60,6 @@ def _routes() -> list[Route]:
 
 
 ROUTES = _routes()
-
-
-def make_delivery(webhook, event_type: str = "threat.detected", **fields) -> Delivery:
-    event = build_event(webhook.organization_id, event_type, dict(EVENT_TYPES[event_type].sample))
-    event.save(force_insert=True)
-    return Delivery.objects.create(
-        organization_id=webhook.organization_id, webhook=webhook, event=event, event_type=event_type, **fields
-    )
 
 
 @dataclass

@@ -13,12 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from conftest import ROOT, wait_until
 
-from deliveries.services import signed_headers
-from deliveries.signing import standard_signature
+from deliveries.signing import signed_headers, standard_signature
 from events.encoding import js_dumps
 from events.services import build_event
-from tests.conftest import ROOT, wait_until
 
 SECRET = "whsec_bG9jYWwtbGlzdGVuZXItc2VjcmV0LWZvci10ZXN0cw=="
 

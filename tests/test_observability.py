@@ -12,11 +12,11 @@ import sys
 from datetime import timedelta
 
 import pytest
+from conftest import ROOT, api_client, make_webhook
 from django.utils import timezone
 
-from deliveries import services
+from deliveries import dispatch, drain, services
 from deliveries.models import Attempt, Delivery
-from tests.conftest import ROOT, api_client, make_webhook
 from webhooks_project.logging import JsonFormatter
 from webhooks_project.redis import get_redis
 
@@ -127,12 +127,12 @@ def test_metrics_expose_deliveries_attempts_latency_queue_and_lag(client, tenant
     failing = make_webhook(tenant.organization, receiver.url("/down")).webhook
     for hook in (webhook, webhook, failing):
         services.delivery_send_test(webhook=hook, event_type="test.ping")
-    services.webhook_drain(webhook_id=webhook.id)
-    services.webhook_drain(webhook_id=failing.id)
+    drain.webhook_drain(webhook_id=webhook.id)
+    drain.webhook_drain(webhook_id=failing.id)
     overdue_delivery(failing, seconds=90)
     redis_client.delete("webhooks")  # the wakes the test deliveries sent
-    services.wake(webhook.id, coalesce=False)
-    services.wake(failing.id, coalesce=False)
+    dispatch.wake(webhook.id, coalesce=False)
+    dispatch.wake(failing.id, coalesce=False)
 
     response = client.get("/metrics")
 
@@ -165,7 +165,7 @@ def test_metrics_count_deliveries_held_back_by_the_rate_limit(client, tenant, re
     for _ in range(3):
         services.delivery_send_test(webhook=webhook, event_type="test.ping")
 
-    services.webhook_drain(webhook_id=webhook.id)
+    drain.webhook_drain(webhook_id=webhook.id)
 
     assert len(receiver.received()) == 1
     m = parse_metrics(client.get("/metrics").content.decode())
@@ -298,7 +298,7 @@ def test_delivery_logs_carry_ids_and_never_the_secret(tenant, receiver, redis_cl
     delivery = services.delivery_send_test(webhook=webhook, event_type="test.ping")
     caplog.set_level(logging.DEBUG)
 
-    services.webhook_drain(webhook_id=webhook.id)
+    drain.webhook_drain(webhook_id=webhook.id)
 
     assert len(receiver.received("/flaky")) == 1
     records = [r for r in caplog.records if r.name.startswith(("deliveries", "webhooks", "events"))]

@@ -11,11 +11,10 @@ import subprocess
 import time
 
 import pytest
+from conftest import ROOT
 
-from deliveries.services import signed_headers
-from deliveries.signing import standard_signature
+from deliveries.signing import signed_headers, standard_signature
 from events.services import build_event
-from tests.conftest import ROOT
 
 SECRETS = ["whsec_" + base64.b64encode(b"readme-receiver-key-0123456789ab").decode(), "a-plain-secret-1234"]
 

@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-
-from tests.conftest import ROOT
+from conftest import ROOT
 
 # Runs in a fresh interpreter with the production settings module: GET /ui/login (no database
 # needed) over HTTPS, over plain HTTP, and over plain HTTP from a proxy that terminated TLS.

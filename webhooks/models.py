@@ -48,19 +48,26 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.organization_id})"
 
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
 
 class Webhook(models.Model):
+    class DisabledReason(models.TextChoices):
+        """Why a webhook is disabled; only ``webhooks.services`` writes it (and ``enabled``)."""
+
+        # Annotated: mypy, without type stubs for Django, would take each member for the
+        # (value, label) tuple it is written as; at run time each is the str value.
+        USER: str = "user", "disabled by user"  # type: ignore[assignment]
+        OPERATOR: str = "operator", "disabled by an operator"  # type: ignore[assignment]
+        GONE: str = "gone", "receiver answered 410 Gone"  # type: ignore[assignment]
+        FAILING: str = "failing", "every delivery failed for WEBHOOK_DISABLE_AFTER_DAYS days"  # type: ignore[assignment]
+
     id = models.CharField(primary_key=True, max_length=40, default=partial(new_id, "whk"), editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhooks")
     url = models.CharField(max_length=MAX_URL_LENGTH)
     events = models.JSONField(default=list)
     description = models.CharField(max_length=500, blank=True, default="")
     enabled = models.BooleanField(default=True)
-    disabled_reason = models.CharField(max_length=200, blank=True, default="")
+    # Empty while enabled.
+    disabled_reason = models.CharField(max_length=200, blank=True, default="", choices=DisabledReason.choices)
     # Signing secrets, encrypted at rest; never rendered anywhere but create and rotate.
     secret_encrypted = models.TextField(editable=False)
     previous_secret_encrypted = models.TextField(blank=True, default="", editable=False)
@@ -74,6 +81,11 @@ class Webhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.url}"
+
+    @property
+    def disabled_reason_text(self) -> str:
+        """Why it is disabled, as a sentence (what the API and the pages show); empty if enabled."""
+        return disabled_reason_text(self.disabled_reason)
 
     def set_secret(self, secret: str) -> None:
         self.secret_encrypted = crypto.encrypt(secret)
@@ -99,8 +111,13 @@ class Webhook(models.Model):
         self.previous_secret_expires_at = now + timedelta(seconds=settings.WEBHOOK_SECRET_OVERLAP)
         self.set_secret(new_secret)
 
-    def subscribes_to(self, event_type: str) -> bool:
-        return "*" in self.events or event_type in self.events
+
+def disabled_reason_text(reason: str) -> str:
+    """A ``Webhook.disabled_reason`` as a sentence; a stored value that is no choice, as stored."""
+    if reason == Webhook.DisabledReason.FAILING:
+        # The rule in force: the one that disabled it, unless the setting changed since.
+        return f"every delivery failed for {settings.WEBHOOK_DISABLE_AFTER_DAYS} days"
+    return dict(Webhook.DisabledReason.choices).get(reason, reason)
 
 
 class Membership(models.Model):

@@ -55,9 +55,25 @@ def validate_event_list(events: list[str]) -> list[str]:
 
 
 class WebhookSerializer(serializers.ModelSerializer):
+    # A sentence for people, and the code beside it for programs (empty while enabled).
+    disabled_reason = serializers.CharField(source="disabled_reason_text", read_only=True)
+    disabled_reason_code = serializers.ChoiceField(
+        source="disabled_reason", choices=["", *Webhook.DisabledReason.values], read_only=True
+    )
+
     class Meta:
         model = Webhook
-        fields = ["id", "url", "events", "enabled", "description", "disabled_reason", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "url",
+            "events",
+            "enabled",
+            "description",
+            "disabled_reason",
+            "disabled_reason_code",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 

@@ -1,21 +1,29 @@
-"""Writes to an organization's configuration: organizations, API keys, webhooks."""
+"""Writes to an organization's configuration: organizations, API keys, webhooks.
+
+The only writer of a webhook's ``enabled`` and ``disabled_reason``: the API, the dashboard, the
+admin, the drain (410 Gone) and the hourly auto-disable all come through here.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import secrets as random_secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from webhooks.models import ApiKey, Organization, Webhook
+from webhooks.models import ApiKey, Organization, Webhook, disabled_reason_text
 from webhooks.signing_keys import SECRET_PREFIX, standard_key
 from webhooks_project.exceptions import Conflict
+
+logger = logging.getLogger(__name__)
 
 API_KEY_PREFIX = "cck_"
 # 8 characters identify a key (looked up by index); 40 more carry 240 bits of secret.
@@ -87,16 +95,53 @@ def webhook_create(
     return CreatedWebhook(webhook=webhook, secret=secret)
 
 
-def webhook_update(*, webhook: Webhook, changes: dict[str, Any]) -> Webhook:
-    """Apply validated changes; re-enabling clears the reason it was disabled."""
+def webhook_update(
+    *,
+    webhook: Webhook,
+    changes: dict[str, Any],
+    disabled_reason: str = Webhook.DisabledReason.USER,
+) -> Webhook:
+    """Apply validated changes; re-enabling clears the reason it was disabled.
+
+    Disabling records ``disabled_reason`` (a ``Webhook.DisabledReason``): the organization's
+    own choice (the API, the dashboard) unless an operator's (the admin). A webhook already
+    disabled keeps its reason.
+    """
     for field, value in changes.items():
         setattr(webhook, field, value)
     if changes.get("enabled") is True:
         webhook.disabled_reason = ""
     elif changes.get("enabled") is False and not webhook.disabled_reason:
-        webhook.disabled_reason = "disabled by user"
+        webhook.disabled_reason = disabled_reason
     webhook.save()
     return webhook
+
+
+_DISABLE_SQL = """
+UPDATE webhooks_webhook SET enabled = false, disabled_reason = %(reason)s, updated_at = now()
+WHERE id = ANY(%(ids)s) AND enabled AND (%(since)s::timestamptz IS NULL OR updated_at <= %(since)s)
+RETURNING id
+"""
+
+
+def webhooks_disable(*, webhook_ids: list[str], reason: str, unchanged_since: datetime | None = None) -> list[str]:
+    """Disable those of ``webhook_ids`` still enabled, in one statement; return their ids.
+
+    ``reason`` is a ``Webhook.DisabledReason``. With ``unchanged_since``, a webhook changed
+    after it (re-enabled, edited) is left alone. Used by the hourly auto-disable and the
+    admin's action.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_DISABLE_SQL, {"reason": str(reason), "ids": webhook_ids, "since": unchanged_since})
+        disabled = [row[0] for row in cursor.fetchall()]
+    for webhook_id in disabled:
+        logger.warning("webhook %s disabled: %s", webhook_id, disabled_reason_text(reason))
+    return disabled
+
+
+def webhook_disable(*, webhook_id: str, reason: str) -> bool:
+    """Disable one webhook, if it is enabled (the drain, when a receiver answers 410 Gone)."""
+    return bool(webhooks_disable(webhook_ids=[webhook_id], reason=reason))
 
 
 def webhook_rotate_secret(*, webhook: Webhook, secret: str | None = None) -> str:

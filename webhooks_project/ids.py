@@ -2,6 +2,12 @@
 
 Time-ordered ids keep b-tree inserts at the right edge and sort newest-last, so "newest first"
 is an index scan on the primary key order.
+
+The same generator exists in SQL, ``new_id(prefix)``, created by the migration
+``deliveries/migrations/0005_new_id_function.py``: the fan-out inserts an event's deliveries
+with it, in one statement. Change both together;
+``tests/events/test_emit.py::test_sql_new_id_has_the_format_and_clock_of_python_ids`` checks
+that they agree.
 """
 
 from __future__ import annotations

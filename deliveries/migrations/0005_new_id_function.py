@@ -2,6 +2,8 @@ from django.db import migrations
 
 # new_id(prefix) in SQL, the same format as webhooks_project.ids.new_id: emit inserts an
 # event's deliveries with INSERT ... SELECT, one id per subscribed webhook, in one round trip.
+# Change both together; tests/events/test_emit.py::test_sql_new_id_has_the_format_and_clock_of_python_ids
+# checks that they agree.
 NEW_ID_SQL = """
 CREATE OR REPLACE FUNCTION new_id(prefix text) RETURNS text
 LANGUAGE plpgsql VOLATILE PARALLEL SAFE AS $$

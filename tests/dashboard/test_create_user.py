@@ -5,9 +5,8 @@ from __future__ import annotations
 import io
 
 import pytest
+from conftest import PASSWORD
 from django.core.management import CommandError, call_command
-
-from tests.dashboard.conftest import PASSWORD
 
 
 def run(*args: str) -> str:

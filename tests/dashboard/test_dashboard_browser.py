@@ -13,10 +13,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_tenant, wait_until
+from conftest import PASSWORD, ROOT, create_member, make_tenant, wait_until
 from playwright.sync_api import ConsoleMessage, Page, Response, expect, sync_playwright
-
-from tests.dashboard.conftest import PASSWORD, create_member
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -8,11 +8,11 @@ from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
-from conftest import make_webhook
+from conftest import PASSWORD, make_delivery, make_webhook
 from django.test import Client
 from django.utils import timezone
 
-from tests.dashboard.conftest import PASSWORD, make_delivery
+from webhooks.models import Webhook
 
 LIST = "/ui/settings/integrations/webhooks"
 NEW = "/ui/settings/integrations/webhooks/new"
@@ -156,8 +156,8 @@ def test_webhook_list_shows_url_events_status_rate_and_last_delivery(ui, tenant)
     webhook = make_webhook(tenant.organization, "https://example.com/a", ["threat.detected", "server.blocked"]).webhook
     disabled = make_webhook(tenant.organization, "https://example.com/b", enabled=False).webhook
     for _ in range(3):
-        make_delivery(webhook, status="succeeded", attempts=[(200, "ok", "")])
-    make_delivery(webhook, status="failed", attempts=[(500, "boom", "HTTP 500")])
+        make_delivery(webhook, status="succeeded", attempt_log=[(200, "ok", "")])
+    make_delivery(webhook, status="failed", attempt_log=[(500, "boom", "HTTP 500")])
     body = text(ui.get(LIST))
     assert "https://example.com/a" in body
     assert "https://example.com/b" in body
@@ -300,12 +300,12 @@ def test_user_text_is_escaped_everywhere(ui, tenant):
 def test_webhook_page_shows_settings_rates_charts_and_history(ui, tenant):
     webhook = make_webhook(tenant.organization, "https://example.com/hook", ["threat.detected"]).webhook
     now = timezone.now()
-    ok = make_delivery(webhook, status="succeeded", attempts=[(200, "ok", "")], created_at=now - timedelta(hours=2))
+    ok = make_delivery(webhook, status="succeeded", attempt_log=[(200, "ok", "")], created_at=now - timedelta(hours=2))
     failed = make_delivery(
-        webhook, status="failed", attempts=[(500, "", "HTTP 500")] * 2, created_at=now - timedelta(hours=1)
+        webhook, status="failed", attempt_log=[(500, "", "HTTP 500")] * 2, created_at=now - timedelta(hours=1)
     )
-    make_delivery(webhook, status="succeeded", attempts=[(200, "ok", "")], created_at=now - timedelta(days=3))
-    retrying = make_delivery(webhook, status="retrying", attempts=[(503, "", "HTTP 503")])
+    make_delivery(webhook, status="succeeded", attempt_log=[(200, "ok", "")], created_at=now - timedelta(days=3))
+    retrying = make_delivery(webhook, status="retrying", attempt_log=[(503, "", "HTTP 503")])
     body = text(ui.get(page(webhook)))
     assert "https://example.com/hook" in body
     assert "threat.detected" in body
@@ -386,7 +386,8 @@ def test_disable_and_enable_when_posted_toggle_the_webhook(ui, tenant):
     body = text(ui.post(page(webhook, "/disable"), follow=True))
     webhook.refresh_from_db()
     assert not webhook.enabled
-    assert webhook.disabled_reason == "disabled by user"
+    assert webhook.disabled_reason == Webhook.DisabledReason.USER
+    assert "disabled by user" in body  # the reason, as a sentence
     assert ">Enable</button>" in body
     assert 'badge-disabled">disabled<' in body
     assert ui.get(page(webhook, "/disable")).status_code == 405
@@ -445,7 +446,7 @@ def test_delivery_page_shows_envelope_and_every_attempt(ui, tenant):
     delivery = make_delivery(
         webhook,
         status="succeeded",
-        attempts=[(None, "", "connection refused"), (502, "<html>bad gateway</html>", "HTTP 502"), (200, "ok", "")],
+        attempt_log=[(None, "", "connection refused"), (502, "<html>bad gateway</html>", "HTTP 502"), (200, "ok", "")],
     )
     body = text(ui.get(page(webhook, f"/deliveries/{delivery.id}")))
     assert '"event": "threat.detected"' in body.replace("&quot;", '"')
@@ -463,7 +464,7 @@ def test_delivery_retry_when_posted_queues_another_attempt(ui, tenant):
     from deliveries.models import Delivery
 
     webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
-    delivery = make_delivery(webhook, status="failed", attempts=[(500, "", "HTTP 500")])
+    delivery = make_delivery(webhook, status="failed", attempt_log=[(500, "", "HTTP 500")])
     response = ui.post(page(webhook, f"/deliveries/{delivery.id}/retry"), follow=True)
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.RETRYING
@@ -476,7 +477,7 @@ def test_delivery_retry_when_posted_queues_another_attempt(ui, tenant):
 
 def test_other_organization_gets_404_on_every_page_and_action_and_sees_nothing(ui, other_ui, tenant):
     webhook = make_webhook(tenant.organization, "https://acme.example/secret-hook").webhook
-    delivery = make_delivery(webhook, status="failed", attempts=[(500, "", "HTTP 500")])
+    delivery = make_delivery(webhook, status="failed", attempt_log=[(500, "", "HTTP 500")])
     for path in [
         page(webhook),
         page(webhook, "/edit"),

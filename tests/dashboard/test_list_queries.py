@@ -4,11 +4,9 @@ row's health is read for the page at once."""
 from __future__ import annotations
 
 import pytest
-from conftest import make_webhook
+from conftest import make_delivery, make_webhook
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-
-from tests.dashboard.conftest import make_delivery
 
 pytestmark = pytest.mark.django_db
 
@@ -18,8 +16,8 @@ LIST = "/ui/settings/integrations/webhooks"
 def add_webhooks_with_history(organization, count: int) -> None:
     for _ in range(count):
         webhook = make_webhook(organization, "https://example.com/hook").webhook
-        make_delivery(webhook, status="succeeded", attempts=[(200, "ok", "")])
-        make_delivery(webhook, status="failed", attempts=[(500, "boom", "HTTP 500")])
+        make_delivery(webhook, status="succeeded", attempt_log=[(200, "ok", "")])
+        make_delivery(webhook, status="failed", attempt_log=[(500, "boom", "HTTP 500")])
 
 
 def test_webhook_list_reads_the_same_queries_when_3_or_30_webhooks(ui, tenant, django_assert_num_queries):

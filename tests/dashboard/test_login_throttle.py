@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import PASSWORD
 from django.contrib.auth import get_user_model
 from django.test import Client
-
-from tests.dashboard.conftest import PASSWORD
 
 LOGIN = "/ui/login"
 LIMIT = 3

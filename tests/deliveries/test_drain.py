@@ -1,6 +1,6 @@
 """The drain loop in process: signing, secret rotation, disabled webhooks, secrets at rest.
 
-These call the services directly (no worker) against real PostgreSQL, Redis and a real
+These call the drain directly (no worker) against real PostgreSQL, Redis and a real
 loopback receiver; the end-to-end tests with a worker live in tests/e2e.
 """
 
@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from deliveries import services
+from deliveries import drain
 from deliveries.models import Delivery
 from deliveries.signing import documented_signature
 from events import emit
@@ -34,7 +34,7 @@ QUEUE = "webhooks"  # CELERY_TASK_DEFAULT_QUEUE: the Redis list the messages wai
 def deliver_all(event_id: str) -> list[str]:
     webhook_ids = list(Delivery.objects.filter(event_id=event_id).values_list("webhook_id", flat=True))
     for webhook_id in webhook_ids:
-        services.webhook_drain(webhook_id=webhook_id)
+        drain.webhook_drain(webhook_id=webhook_id)
     return webhook_ids
 
 
@@ -94,7 +94,7 @@ def test_drain_marks_due_deliveries_failed_when_webhook_disabled(tenant, receive
     emit(tenant.organization, "test.ping", {"message": "hi"})
     webhook_services.webhook_update(webhook=created.webhook, changes={"enabled": False})
 
-    services.webhook_drain(webhook_id=created.webhook.id)
+    drain.webhook_drain(webhook_id=created.webhook.id)
 
     delivery = Delivery.objects.get(webhook_id=created.webhook.id)
     assert receiver.received() == []
@@ -156,7 +156,7 @@ def _drain_in_thread(webhook_id: str) -> tuple[threading.Thread, list]:
 
     def run() -> None:
         try:
-            outcome.append(services.webhook_drain(webhook_id=webhook_id))
+            outcome.append(drain.webhook_drain(webhook_id=webhook_id))
         finally:
             connection.close()
 
@@ -188,7 +188,7 @@ def test_event_emitted_after_a_drain_wakes_the_webhook_again(tenant, receiver, r
     webhook = make_webhook(tenant.organization, receiver.url()).webhook
     emit(tenant.organization, "test.ping", {"message": "first"})
     redis_client.delete(QUEUE)
-    services.webhook_drain(webhook_id=webhook.id)
+    drain.webhook_drain(webhook_id=webhook.id)
 
     emit(tenant.organization, "test.ping", {"message": "second"})
 
@@ -197,10 +197,10 @@ def test_event_emitted_after_a_drain_wakes_the_webhook_again(tenant, receiver, r
 
 def test_claim_size_fits_what_one_drain_sends_in_a_second_when_receiver_speed_is_known(settings):
     settings.WEBHOOK_BATCH_SIZE = 50
-    assert services._claim_size(None) == 1  # nothing timed yet: one at a time
-    assert services._claim_size(0.001) == 50  # a fast receiver: whole batches
-    assert services._claim_size(0.25) == 4
-    assert services._claim_size(5.0) == 1
+    assert drain._claim_size(None) == 1  # nothing timed yet: one at a time
+    assert drain._claim_size(0.001) == 50  # a fast receiver: whole batches
+    assert drain._claim_size(0.25) == 4
+    assert drain._claim_size(5.0) == 1
 
 
 def test_secrets_absent_from_database_dump_when_stored(tenant, receiver):
@@ -227,12 +227,13 @@ def test_drain_stops_and_disables_webhook_when_receiver_answers_gone(tenant, rec
     for n in range(3):
         emit(tenant.organization, "test.ping", {"message": str(n)})
 
-    outcome = services.webhook_drain(webhook_id=created.webhook.id)
-    services.webhook_drain(webhook_id=created.webhook.id)
+    outcome = drain.webhook_drain(webhook_id=created.webhook.id)
+    drain.webhook_drain(webhook_id=created.webhook.id)
 
     assert len(receiver.received()) == 1  # nothing more is sent once the receiver said Gone
     webhook = Webhook.objects.get(id=created.webhook.id)
-    assert (webhook.enabled, webhook.disabled_reason) == (False, "receiver answered 410 Gone")
+    assert (webhook.enabled, webhook.disabled_reason) == (False, Webhook.DisabledReason.GONE)
+    assert webhook.disabled_reason_text == "receiver answered 410 Gone"
     assert outcome.again  # the other two were due: the next drain marks them failed, unattempted
     statuses = sorted(Delivery.objects.filter(webhook=webhook).values_list("status", "attempts"))
     assert statuses == [("failed", 0), ("failed", 0), ("failed", 1)]

@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import make_webhook
+from conftest import make_delivery, make_webhook
 from django.utils import timezone
 
 from deliveries.selectors import Health, webhook_stats, webhooks_health
-from tests.dashboard.conftest import make_delivery
 
 pytestmark = pytest.mark.django_db
 
@@ -23,12 +22,12 @@ BOOM = [(500, "boom", "HTTP 500")]
 def test_webhooks_health_agrees_with_webhook_stats_when_histories_differ(tenant):
     busy, quiet, idle = (make_webhook(tenant.organization, f"https://example.com/{n}").webhook for n in range(3))
     now = timezone.now()
-    make_delivery(busy, status="retrying", attempts=[(503, "", "HTTP 503")], created_at=now - timedelta(hours=4))
-    make_delivery(busy, status="succeeded", attempts=OK, created_at=now - timedelta(hours=3))
-    make_delivery(busy, status="succeeded", attempts=OK, created_at=now - timedelta(hours=2))
-    make_delivery(busy, status="failed", attempts=BOOM, created_at=now - timedelta(hours=1))  # the last attempted
+    make_delivery(busy, status="retrying", attempt_log=[(503, "", "HTTP 503")], created_at=now - timedelta(hours=4))
+    make_delivery(busy, status="succeeded", attempt_log=OK, created_at=now - timedelta(hours=3))
+    make_delivery(busy, status="succeeded", attempt_log=OK, created_at=now - timedelta(hours=2))
+    make_delivery(busy, status="failed", attempt_log=BOOM, created_at=now - timedelta(hours=1))  # the last attempted
     make_delivery(busy, status="pending", created_at=now)  # newer, never attempted
-    make_delivery(quiet, status="failed", attempts=BOOM, created_at=now - timedelta(days=3))  # outside the window
+    make_delivery(quiet, status="failed", attempt_log=BOOM, created_at=now - timedelta(days=3))  # outside the window
 
     health = webhooks_health([busy, quiet, idle], window=DAY)
 
@@ -49,8 +48,8 @@ def test_webhooks_health_agrees_with_webhook_stats_when_histories_differ(tenant)
 def test_webhooks_health_reads_two_queries_when_given_one_or_many_webhooks(tenant, django_assert_num_queries, rows):
     webhooks = [make_webhook(tenant.organization, f"https://example.com/{n}").webhook for n in range(rows)]
     for webhook in webhooks:
-        make_delivery(webhook, status="succeeded", attempts=OK)
-        make_delivery(webhook, status="failed", attempts=BOOM)
+        make_delivery(webhook, status="succeeded", attempt_log=OK)
+        make_delivery(webhook, status="failed", attempt_log=BOOM)
 
     with django_assert_num_queries(2):
         health = webhooks_health(webhooks, window=DAY)

@@ -7,13 +7,12 @@ import random
 from datetime import timedelta
 
 import pytest
-from conftest import make_webhook
+from conftest import make_delivery, make_webhook
 from django.utils import timezone
 
 from deliveries.models import Attempt, Delivery
 from events.catalogue import EVENT_TYPES
 from events.models import Event
-from events.services import build_event
 
 pytestmark = pytest.mark.django_db
 
@@ -41,21 +40,6 @@ ATTEMPT_FIELDS = {
     "response_body",
     "response_body_replaced",
 }
-
-
-def make_delivery(webhook, event_type: str = "threat.detected", *, created_at=None, **fields) -> Delivery:
-    created_at = created_at or timezone.now()
-    event = build_event(webhook.organization_id, event_type, dict(EVENT_TYPES[event_type].sample))
-    event.created_at = created_at
-    event.save(force_insert=True)
-    return Delivery.objects.create(
-        organization_id=webhook.organization_id,
-        webhook=webhook,
-        event=event,
-        event_type=event_type,
-        created_at=created_at,
-        **fields,
-    )
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from conftest import api_client, make_delivery, make_webhook
 from django.utils import timezone
 
-from deliveries import maintenance, services, tasks
+from deliveries import drain, periodic, services, tasks
 from deliveries.models import Attempt, Delivery
 from events.models import Event
-from events.services import build_event
-from tests.conftest import api_client, make_webhook
+from webhooks import services as webhook_services
 from webhooks.models import Webhook
 
 DAY = timedelta(days=1)
@@ -20,29 +20,10 @@ DAY = timedelta(days=1)
 
 def add_delivery(webhook: Webhook, *, age: timedelta, status: str, attempts: int = 1, http: int | None = None):
     """A delivery (and its event and attempt log) created ``age`` ago, its attempts made then."""
-    at = timezone.now() - age
-    event = build_event(webhook.organization_id, "test.ping", {"message": "hi"})
-    event.created_at = at
-    event.save(force_insert=True)
     if http is None:
         http = 200 if status == "succeeded" else 500
-    delivery = Delivery.objects.create(
-        organization_id=webhook.organization_id,
-        webhook=webhook,
-        event=event,
-        event_type=event.type,
-        status=status,
-        attempts=attempts,
-        response_status=http if attempts else None,
-        created_at=at,
-        last_attempt_at=at if attempts else None,
-        next_attempt_at=None if status in ("succeeded", "failed") else at,
-    )
-    Attempt.objects.bulk_create(
-        Attempt(delivery=delivery, number=n, requested_at=at, response_status=http, duration_ms=5)
-        for n in range(1, attempts + 1)
-    )
-    return delivery
+    log = [(http, "", "")] * attempts
+    return make_delivery(webhook, "test.ping", status=status, created_at=timezone.now() - age, attempt_log=log)
 
 
 def old_webhook(organization, url: str = "https://example.com/hook") -> Webhook:
@@ -62,7 +43,7 @@ def test_webhook_is_disabled_at_once_when_receiver_answers_410(tenant, receiver,
     receiver.responses["/gone"] = 410
     delivery = services.delivery_send_test(webhook=webhook, event_type="test.ping")
 
-    services.webhook_drain(webhook_id=webhook.id)
+    drain.webhook_drain(webhook_id=webhook.id)
 
     assert len(receiver.received("/gone")) == 1
     delivery.refresh_from_db()
@@ -71,6 +52,7 @@ def test_webhook_is_disabled_at_once_when_receiver_answers_410(tenant, receiver,
     body = api_client(tenant.key).get(f"/ui/api/webhooks/{webhook.id}").json()
     assert body["enabled"] is False
     assert body["disabled_reason"] == "receiver answered 410 Gone"
+    assert body["disabled_reason_code"] == "gone"
 
 
 # --- Disabling endpoints that only fail --------------------------------------------------
@@ -84,12 +66,13 @@ def test_disable_failing_webhooks_disables_when_every_delivery_failed_for_the_pe
     add_delivery(failing, age=2 * DAY, status="failed", attempts=6, http=None)
     add_delivery(failing, age=timedelta(minutes=5), status="retrying", attempts=1, http=503)
 
-    disabled = maintenance.disable_failing_webhooks()
+    disabled = periodic.disable_failing_webhooks()
 
     assert disabled == [failing.id]
     body = api_client(tenant.key).get(f"/ui/api/webhooks/{failing.id}").json()
     assert body["enabled"] is False
     assert body["disabled_reason"] == "every delivery failed for 5 days"
+    assert body["disabled_reason_code"] == "failing"
 
 
 @pytest.mark.django_db
@@ -99,7 +82,7 @@ def test_disable_failing_webhooks_counts_failures_after_an_old_success(tenant):
     add_delivery(webhook, age=7 * DAY, status="failed", attempts=6)
     add_delivery(webhook, age=DAY, status="failed", attempts=6)
 
-    assert maintenance.disable_failing_webhooks() == [webhook.id]
+    assert periodic.disable_failing_webhooks() == [webhook.id]
 
 
 @pytest.mark.django_db
@@ -116,12 +99,12 @@ def test_disable_failing_webhooks_keeps_endpoints_that_recovered_or_just_started
     never_attempted = old_webhook(tenant.organization)
     add_delivery(never_attempted, age=7 * DAY, status="failed", attempts=0)  # failed while disabled
     already_disabled = old_webhook(tenant.organization)
-    Webhook.objects.filter(id=already_disabled.id).update(enabled=False, disabled_reason="disabled by user")
+    Webhook.objects.filter(id=already_disabled.id).update(enabled=False, disabled_reason=Webhook.DisabledReason.USER)
     add_delivery(already_disabled, age=7 * DAY, status="failed", attempts=6)
 
-    assert maintenance.disable_failing_webhooks() == []
+    assert periodic.disable_failing_webhooks() == []
 
-    assert Webhook.objects.get(id=already_disabled.id).disabled_reason == "disabled by user"
+    assert Webhook.objects.get(id=already_disabled.id).disabled_reason == Webhook.DisabledReason.USER
     assert Webhook.objects.filter(enabled=True).count() == 4
 
 
@@ -129,19 +112,19 @@ def test_disable_failing_webhooks_keeps_endpoints_that_recovered_or_just_started
 def test_reenabled_webhook_is_not_disabled_again_by_the_next_run(tenant):
     webhook = old_webhook(tenant.organization)
     add_delivery(webhook, age=6 * DAY, status="failed", attempts=6)
-    assert maintenance.disable_failing_webhooks() == [webhook.id]
+    assert periodic.disable_failing_webhooks() == [webhook.id]
     api = api_client(tenant.key)
 
     body = api.put(f"/ui/api/webhooks/{webhook.id}", {"enabled": True}, format="json").json()
 
     assert body["enabled"] is True
     assert body["disabled_reason"] == ""
-    assert maintenance.disable_failing_webhooks() == []
+    assert periodic.disable_failing_webhooks() == []
     assert Webhook.objects.get(id=webhook.id).enabled is True
 
 
 @pytest.mark.django_db
-def test_disable_failing_webhooks_is_one_query_whatever_the_number_of_webhooks(tenant, django_assert_num_queries):
+def test_disable_failing_webhooks_is_two_queries_whatever_the_number_of_webhooks(tenant, django_assert_num_queries):
     for _ in range(5):
         webhook = old_webhook(tenant.organization)
         add_delivery(webhook, age=6 * DAY, status="failed", attempts=6)
@@ -149,10 +132,26 @@ def test_disable_failing_webhooks_is_one_query_whatever_the_number_of_webhooks(t
         webhook = old_webhook(tenant.organization)
         add_delivery(webhook, age=6 * DAY, status="succeeded")
 
-    with django_assert_num_queries(1):
-        disabled = maintenance.disable_failing_webhooks()
+    # One selects the failing webhooks (deliveries' rule), one disables them (webhooks.services).
+    with django_assert_num_queries(2):
+        disabled = periodic.disable_failing_webhooks()
 
     assert len(disabled) == 5
+
+
+@pytest.mark.django_db
+def test_webhooks_disable_leaves_alone_a_webhook_changed_after_it_was_found_failing(tenant):
+    """The selection and the write are two statements: an edit between them still wins."""
+    found_failing = old_webhook(tenant.organization)
+    since = timezone.now() - DAY
+    webhook_services.webhook_update(webhook=found_failing, changes={"description": "edited meanwhile"})
+
+    disabled = webhook_services.webhooks_disable(
+        webhook_ids=[found_failing.id], reason=Webhook.DisabledReason.FAILING, unchanged_since=since
+    )
+
+    assert disabled == []
+    assert Webhook.objects.get(id=found_failing.id).enabled is True
 
 
 # --- Retention ---------------------------------------------------------------------------
@@ -160,21 +159,21 @@ def test_disable_failing_webhooks_is_one_query_whatever_the_number_of_webhooks(t
 
 @pytest.mark.django_db
 def test_purge_old_records_deletes_events_deliveries_and_attempts_past_retention(tenant, other_tenant, monkeypatch):
-    monkeypatch.setattr(maintenance, "PURGE_BATCH", 2)  # several batches
+    monkeypatch.setattr(periodic, "PURGE_BATCH", 2)  # several batches
     webhook = make_webhook(tenant.organization, "https://example.com/a").webhook
     other = make_webhook(other_tenant.organization, "https://example.com/b").webhook
     old = [add_delivery(webhook, age=31 * DAY, status="failed", attempts=3) for _ in range(3)]
     old += [add_delivery(other, age=40 * DAY, status="succeeded") for _ in range(2)]
     kept = [add_delivery(webhook, age=29 * DAY, status="succeeded"), add_delivery(other, age=DAY, status="failed")]
 
-    purged = maintenance.purge_old_records()
+    purged = periodic.purge_old_records()
 
     assert purged == 5
     assert set(Delivery.objects.values_list("id", flat=True)) == {d.id for d in kept}
     assert set(Event.objects.values_list("id", flat=True)) == {d.event_id for d in kept}
     assert not Attempt.objects.filter(delivery_id__in=[d.id for d in old]).exists()
     assert Attempt.objects.filter(delivery_id__in=[d.id for d in kept]).count() == 2
-    assert maintenance.purge_old_records() == 0
+    assert periodic.purge_old_records() == 0
 
 
 @pytest.mark.django_db

@@ -6,18 +6,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import make_webhook
+from conftest import make_delivery, make_webhook
 from django.utils import timezone
 
 from deliveries.models import Delivery
-from tests.dashboard.conftest import make_delivery
 
 pytestmark = pytest.mark.django_db
 
 
 def _finished(webhook, status: str, *, age: timedelta = timedelta(0)) -> Delivery:
     code = 200 if status == "succeeded" else 500
-    return make_delivery(webhook, status=status, created_at=timezone.now() - age, attempts=[(code, "", "")])
+    return make_delivery(webhook, status=status, created_at=timezone.now() - age, attempt_log=[(code, "", "")])
 
 
 def test_recover_makes_failed_deliveries_since_due_and_wakes_once_when_committed(

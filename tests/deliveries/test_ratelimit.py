@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -12,7 +11,6 @@ import redis
 from deliveries import ratelimit
 from deliveries.ratelimit import HOUR_WINDOW_GUARD_MS, SECOND_WINDOW_GUARD_MS, acquire
 
-REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
 SECOND_WINDOW_S = (1_000 + SECOND_WINDOW_GUARD_MS) / 1_000
 HOUR_WINDOW_S = 3_600 + HOUR_WINDOW_GUARD_MS / 1_000
 # High enough never to bind in tests about the one-second window.
@@ -20,12 +18,9 @@ UNBOUNDED_HOUR = 1_000_000
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+def client(redis_client: redis.Redis) -> redis.Redis:
+    """This run's own Redis database (REDIS_URL), emptied before and after."""
+    return redis_client
 
 
 def wait_and_acquire(client: redis.Redis, org: str, n: int, **limits: int) -> ratelimit.Grant:

@@ -12,7 +12,7 @@ import pytest
 from conftest import make_webhook
 from django.utils import timezone
 
-from deliveries import http, services
+from deliveries import drain, http, leases
 from deliveries.models import Attempt, Delivery
 from events import emit
 
@@ -37,7 +37,7 @@ def test_drain_records_every_attempt_when_one_answer_holds_a_nul_byte(tenant, re
     receiver.responses["/nul"] = _answer_nul_to(10)
     events = [emit(tenant.organization, "test.ping", {"message": str(n)}) for n in range(20)]
 
-    while services.webhook_drain(webhook_id=webhook.id).again:
+    while drain.webhook_drain(webhook_id=webhook.id).again:
         pass
 
     assert len(receiver.received()) == 20  # each once: nothing was sent again
@@ -54,7 +54,7 @@ def test_drain_records_binary_answer_as_replaced_text_when_body_is_not_utf8(tena
     receiver.responses["/gzip"] = lambda _handler: (500, {"Content-Type": "application/gzip"}, gzip_body)
     emit(tenant.organization, "test.ping", {"message": "x"})
 
-    services.webhook_drain(webhook_id=webhook.id)
+    drain.webhook_drain(webhook_id=webhook.id)
 
     delivery = Delivery.objects.get(webhook=webhook)
     (attempt,) = Attempt.objects.filter(delivery=delivery)
@@ -63,8 +63,8 @@ def test_drain_records_binary_answer_as_replaced_text_when_body_is_not_utf8(tena
     assert attempt.response_body_replaced
 
 
-def _claimed(delivery: Delivery) -> services.Claimed:
-    return services.Claimed(
+def _claimed(delivery: Delivery) -> leases.Claimed:
+    return leases.Claimed(
         id=delivery.id,
         event_id=delivery.event_id,
         event_type=delivery.event_type,
@@ -83,11 +83,11 @@ def test_record_keeps_the_other_rows_when_one_row_cannot_be_stored(tenant, recei
     # A duration PostgreSQL refuses (the column is a positive integer): that row cannot be stored.
     unstorable = replace(ok, duration_ms=-1)
     sent = [
-        services.Sent(claimed=_claimed(d), requested_at=timezone.now(), result=result)
+        drain.Sent(claimed=_claimed(d), requested_at=timezone.now(), result=result)
         for d, result in zip(deliveries, [ok, unstorable, ok], strict=True)
     ]
 
-    services._record(sent, webhook)
+    drain._record(sent, webhook)
 
     statuses = dict(Delivery.objects.filter(webhook=webhook).values_list("id", "status"))
     assert statuses == {d.id: "succeeded" for d in deliveries}  # the odd one's outcome still counts

@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from conftest import ROOT
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from deliveries.signing import (
@@ -332,3 +334,15 @@ def test_verify_rejects_when_body_not_json_object() -> None:
     body = b"[1, 2]"
     with pytest.raises(VerificationError, match="JSON object"):
         verify(body, signed_headers(body, [secret]), secret)
+
+
+def test_verify_imports_without_django_when_a_receiver_uses_it() -> None:
+    """deliveries/verify.py is documented as dependency-free: it and what it imports
+    (deliveries.signing, events.encoding) must load where Django cannot be imported."""
+    code = (
+        "import sys; sys.modules['django'] = None\n"  # any import of django now fails
+        "from deliveries.verify import verify\n"
+        "print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (0, "ok"), result.stderr

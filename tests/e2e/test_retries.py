@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from conftest import make_webhook, wait_until
 
+from deliveries.drain import DISABLED_ERROR
 from deliveries.models import Attempt, Delivery
-from deliveries.services import DISABLED_ERROR
 from events import services as events
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

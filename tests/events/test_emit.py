@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
+import pydoc
 import re
 import time
 from datetime import timedelta
 
 import pytest
 from conftest import make_webhook
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection, transaction
 
+import events
 from deliveries.models import Delivery
-from events import emit
+from events import emit, hooks
 from events.models import Event
 from events.services import EmitError
 from webhooks.models import Organization
@@ -41,6 +45,26 @@ def test_sql_new_id_has_the_format_and_clock_of_python_ids():
     assert all(before <= _milliseconds(made_id) <= after for made_id in made)
     assert re.fullmatch(r"dlv_[0-9a-hjkmnp-tv-z]{26}", new_id("dlv"))
     assert before <= _milliseconds(new_id("dlv")) <= int(time.time() * 1000)
+
+
+def test_events_emit_is_the_real_function_with_its_signature_and_docstring():
+    from events import services
+
+    assert events.emit is services.emit
+    assert list(inspect.signature(events.emit).parameters) == ["organization", "event_type", "data", "idempotency_key"]
+    shown = pydoc.render_doc(events.emit, renderer=pydoc.plaintext)  # what help(events.emit) prints
+    assert "emit(organization: " in shown
+    assert "idempotency_key: 'str | None' = None" in shown
+    assert "Store an event and its deliveries" in shown
+
+
+def test_emit_refuses_and_stores_nothing_when_no_fan_out_is_registered(tenant, monkeypatch):
+    monkeypatch.setattr(hooks, "_fan_out", None)
+
+    with pytest.raises(ImproperlyConfigured, match="'deliveries' must be in INSTALLED_APPS"):
+        emit(tenant.organization, "test.ping", {})
+
+    assert not Event.objects.exists()
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ class Command(BaseCommand):
         documented_only: bool,
         **options: Any,
     ) -> None:
+        # Long only by its request handler, a class that closes over the options given here.
         lock = threading.Lock()
         command = self
 

@@ -1,3 +1,5 @@
+"""``python manage.py emit_event org_… threat.detected --data '{…}'``: emit an event from a shell."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from events import services

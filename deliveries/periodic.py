@@ -1,5 +1,13 @@
-"""Hourly housekeeping (the ``deliveries.maintain`` beat task): disable endpoints that only
-fail, purge what is past retention. Both work set-based in SQL, with no per-webhook loop."""
+"""The periodic work of beat: the sweeper, and the hourly housekeeping.
+
+* ``sweep`` (``deliveries.sweep``, every WEBHOOK_SWEEP_INTERVAL): PostgreSQL is the source of
+  truth, and a delivery's ``next_attempt_at`` is committed before any message that announces
+  it is sent, so re-waking every webhook with due, unleased deliveries means a lost message is
+  never a lost delivery.
+* ``disable_failing_webhooks`` and ``purge_old_records`` (``deliveries.maintain``, hourly):
+  disable endpoints that only fail, purge what is past retention. Both work set-based in SQL,
+  with no per-webhook loop.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +16,42 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Min
 from django.utils import timezone
+
+from deliveries.dispatch import wake
+from deliveries.models import Delivery
+from webhooks.models import Webhook
+from webhooks.services import webhooks_disable
 
 logger = logging.getLogger(__name__)
 
+# Rows the sweeper handles per run; the next run takes the rest.
+SWEEP_BATCH = 1000
 # Rows deleted per statement, so a purge never holds long locks or a huge transaction.
 PURGE_BATCH = 5000
+
+
+def sweep() -> int:
+    """Re-wake every webhook the database says has overdue deliveries; return how many.
+
+    Lost messages never lose deliveries: the rows say what is due.
+    """
+    webhook_ids = list(
+        Delivery.objects.due()
+        # One row per webhook, most overdue first. (A bare distinct() would also select the
+        # Meta.ordering column, id: one row per delivery, so one backlog fills the batch.)
+        .values("webhook_id")
+        .annotate(oldest=Min("next_attempt_at"))
+        .order_by("oldest")
+        .values_list("webhook_id", flat=True)[:SWEEP_BATCH]
+    )
+    for webhook_id in webhook_ids:
+        # Not coalesced: a pending flag may belong to a message the broker has lost.
+        wake(webhook_id, coalesce=False)
+    if webhook_ids:
+        logger.info("sweep: %d webhooks woken", len(webhook_ids))
+    return len(webhook_ids)
 
 
 # Which webhooks only fail (see disable_failing_webhooks). Per enabled webhook, two indexed
@@ -21,7 +59,7 @@ PURGE_BATCH = 5000
 # delivery created after that success but at least N days ago was attempted and never
 # succeeded (index on webhook, created_at). A delivery's first attempt follows its creation
 # at once, so such a delivery is a failed attempt at least N days old with no success since.
-_DISABLE_FAILING_SQL = """
+_FAILING_WEBHOOKS_SQL = """
 WITH candidates AS (
     SELECT w.id, (
         SELECT d.last_attempt_at FROM deliveries_delivery d
@@ -30,23 +68,17 @@ WITH candidates AS (
     ) AS last_success
     FROM webhooks_webhook w
     WHERE w.enabled AND w.updated_at <= %(since)s
-), failing AS (
-    SELECT c.id FROM candidates c
-    WHERE (c.last_success IS NULL OR c.last_success < %(since)s)
-      AND EXISTS (
-        SELECT 1 FROM deliveries_delivery d
-        WHERE d.webhook_id = c.id
-          AND d.created_at <= %(since)s
-          AND d.created_at > coalesce(c.last_success, '-infinity'::timestamptz)
-          AND d.status <> 'succeeded' AND d.attempts > 0
-          AND (d.response_status IS NULL OR d.response_status NOT BETWEEN 200 AND 299)
-      )
 )
-UPDATE webhooks_webhook w
-SET enabled = false, disabled_reason = %(reason)s, updated_at = now()
-FROM failing f
-WHERE w.id = f.id AND w.enabled
-RETURNING w.id
+SELECT c.id FROM candidates c
+WHERE (c.last_success IS NULL OR c.last_success < %(since)s)
+  AND EXISTS (
+    SELECT 1 FROM deliveries_delivery d
+    WHERE d.webhook_id = c.id
+      AND d.created_at <= %(since)s
+      AND d.created_at > coalesce(c.last_success, '-infinity'::timestamptz)
+      AND d.status <> 'succeeded' AND d.attempts > 0
+      AND (d.response_status IS NULL OR d.response_status NOT BETWEEN 200 AND 299)
+  )
 """
 
 
@@ -54,19 +86,18 @@ def disable_failing_webhooks() -> list[str]:
     """Disable every enabled webhook whose deliveries have all failed for WEBHOOK_DISABLE_AFTER_DAYS.
 
     A webhook qualifies when it had a failed attempt at least N days ago and no successful
-    attempt since then. One statement, whatever the number of webhooks. A webhook changed
-    (re-enabled, edited) within the last N days is left alone: its clock restarts, so
-    re-enabling an endpoint is not undone by the next hourly run.
+    attempt since then. One query selects them and one statement disables them
+    (``webhooks.services.webhooks_disable``), whatever their number. A webhook changed
+    (re-enabled, edited) within the last N days is left alone — also one changed between the
+    two — so re-enabling an endpoint is not undone by the next hourly run.
     """
-    days = settings.WEBHOOK_DISABLE_AFTER_DAYS
-    since = timezone.now() - timedelta(days=days)
-    reason = f"every delivery failed for {days} days"
+    since = timezone.now() - timedelta(days=settings.WEBHOOK_DISABLE_AFTER_DAYS)
     with connection.cursor() as cursor:
-        cursor.execute(_DISABLE_FAILING_SQL, {"since": since, "reason": reason})
-        disabled = [row[0] for row in cursor.fetchall()]
-    for webhook_id in disabled:
-        logger.warning("webhook %s disabled: %s", webhook_id, reason)
-    return disabled
+        cursor.execute(_FAILING_WEBHOOKS_SQL, {"since": since})
+        failing = [row[0] for row in cursor.fetchall()]
+    if not failing:
+        return []
+    return webhooks_disable(webhook_ids=failing, reason=Webhook.DisabledReason.FAILING, unchanged_since=since)
 
 
 # Old events, oldest first, one organization at a time through the (organization,

@@ -1,0 +1,306 @@
+"""The drain: send what is due for one webhook, within its slots, its rate limit and a time budget.
+
+``webhook_drain`` takes one of the endpoint's concurrency slots (WEBHOOK_ENDPOINT_CONCURRENCY,
+cluster-wide) and one of its organization's (``deliveries.concurrency``), then repeatedly
+claims due deliveries (``deliveries.leases``) — as many as it sends in about
+SLOW_BATCH_SECONDS, at most WEBHOOK_BATCH_SIZE — signs and sends them over one keep-alive
+connection, each only once the rate limiter grants it (``RateGrants``), gives back what was
+not sent, and records every attempt and outcome in one set-based statement. A slow receiver
+with more waiting gets another drain beside it, up to its slots. What happens next (drain
+again, wake later) is the task's decision, from the ``DrainOutcome`` returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from deliveries import concurrency, http, leases, metrics, ratelimit, schedule
+from deliveries.dispatch import wake
+from deliveries.leases import Claimed, Outcome
+from deliveries.models import Delivery
+from deliveries.signing import signed_headers
+from webhooks.models import Webhook
+from webhooks.services import webhook_disable
+from webhooks_project.redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+# When Redis (the rate limiter) cannot be reached, deliveries wait this long and try again.
+REDIS_DOWN_WAIT_SECONDS = 5.0
+# The error of a delivery that came due while its webhook was disabled (failed, not attempted).
+DISABLED_ERROR = "webhook disabled: not attempted"
+# Grants are used within this long of being given (the limiter's allowance for send lag).
+GRANT_HORIZON_SECONDS = ratelimit.SECOND_WINDOW_GUARD_MS / 1000 / 2
+# A drain claims what it can send in about this long; more waiting at a receiver slower than
+# that brings another drain beside it (up to WEBHOOK_ENDPOINT_CONCURRENCY).
+SLOW_BATCH_SECONDS = 1.0
+# Most grants taken at once, so one drain never holds much of an organization's second.
+MAX_GRANT_CHUNK = 10
+# A receiver answering 410 Gone asks us to stop: its webhook is disabled at once (Standard Webhooks).
+GONE = 410
+# Weight of the newest send in the moving averages of send time (the rest: the history).
+SEND_TIME_WEIGHT = 0.2
+# Floor of a measured send time, so a divide by it stays finite.
+MIN_SEND_SECONDS = 1e-4
+
+
+@dataclass(frozen=True)
+class Sent:
+    claimed: Claimed
+    requested_at: datetime
+    result: http.HttpResult
+
+
+@dataclass(frozen=True)
+class DrainOutcome:
+    """What a drain did and what should happen next (the task decides)."""
+
+    sent: int = 0
+    # More is due right now but the time budget is spent: drain again at once.
+    again: bool = False
+    # Wake again after this many seconds (earliest retry or end of a throttle), if any.
+    retry_in: float | None = None
+    # All of the endpoint's slots are taken; those drains will pick this work up.
+    busy: bool = False
+    # All of the organization's slots are taken; the webhook waits to be woken by one of them.
+    parked: bool = False
+
+
+def webhook_drain(*, webhook_id: str) -> DrainOutcome:
+    """Send what is due for one webhook, within its slots and a time budget.
+
+    A drain holds one of the endpoint's slots and one of its organization's (see
+    ``concurrency``); with the organization's all taken, the webhook is parked and the drain
+    ends at once, its thread free for other organizations' work.
+
+    The webhook's wake-pending flag stays set while the drain runs, so events emitted
+    meanwhile send no wake-up of their own: this drain's next claim picks them up. It is
+    cleared when the drain ends, then the database is asked once more whether anything is due
+    (an event committed before the clear found the flag set and sent nothing).
+    """
+    webhook = Webhook.objects.filter(id=webhook_id).first()
+    if webhook is None:
+        return DrainOutcome()
+    if not webhook.enabled:
+        _fail_due_while_disabled(webhook_id)
+        return DrainOutcome()
+    client = get_redis()
+    org_id = webhook.organization_id
+    try:
+        slots = concurrency.acquire_slots(
+            client,
+            webhook_id=webhook_id,
+            org_id=org_id,
+            endpoint_limit=settings.WEBHOOK_ENDPOINT_CONCURRENCY,
+            org_limit=settings.WEBHOOK_ORG_CONCURRENCY,
+            lease_seconds=settings.WEBHOOK_DRAIN_SECONDS + leases.lease_seconds(),
+        )
+    except redis.RedisError:
+        logger.warning("redis unavailable; drain of %s waits", webhook_id)
+        return DrainOutcome(retry_in=REDIS_DOWN_WAIT_SECONDS)
+    if slots.token is None:
+        # Busy: the drains holding the endpoint's slots check for due work when they end.
+        # Parked: a drain of the organization wakes this webhook when it ends.
+        if slots.parked:
+            metrics.record_parked()
+        return DrainOutcome(busy=slots.endpoint_busy, parked=slots.parked)
+    try:
+        outcome = _drain_with_slot(webhook)
+    finally:
+        with contextlib.suppress(redis.RedisError):  # slots and flag expire by themselves
+            parked = concurrency.release_slots(client, webhook_id=webhook_id, org_id=org_id, token=slots.token)
+            concurrency.clear_wake_pending(client, webhook_id)
+            if parked is not None:
+                wake(parked, coalesce=False)
+    if not outcome.again and Delivery.objects.due().filter(webhook_id=webhook_id).exists():
+        return DrainOutcome(sent=outcome.sent, again=True, retry_in=outcome.retry_in)
+    return outcome
+
+
+def _fail_due_while_disabled(webhook_id: str) -> int:
+    return (
+        Delivery.objects.due()
+        .filter(webhook_id=webhook_id)
+        .update(status=Delivery.Status.FAILED, next_attempt_at=None, last_error=DISABLED_ERROR, lease_until=None)
+    )
+
+
+def _claim_size(send_seconds: float | None) -> int:
+    """How many deliveries to claim at once: what one drain sends within SLOW_BATCH_SECONDS.
+
+    Until a send has been timed, one; a fast receiver then gets whole batches, a slow one a
+    few at a time, leaving the rest to the drains beside it.
+    """
+    if send_seconds is None:
+        return 1
+    return max(1, min(settings.WEBHOOK_BATCH_SIZE, int(SLOW_BATCH_SECONDS / max(send_seconds, MIN_SEND_SECONDS))))
+
+
+def _drain_with_slot(webhook: Webhook) -> DrainOutcome:
+    # One loop of claim, send, give back, record: a little over the usual length, since
+    # splitting it would scatter the state that carries from one batch to the next.
+    webhook_id = webhook.id
+    secrets = webhook.signing_secrets()
+    grants = RateGrants(webhook.organization_id)
+    budget_end = time.monotonic() + settings.WEBHOOK_DRAIN_SECONDS
+    sent_total = 0
+    retry_in: float | None = None
+    send_seconds: float | None = None  # a moving average of this receiver's answers
+    while True:
+        limit = _claim_size(send_seconds)
+        claimed = leases.claim(webhook_id, limit)
+        if not claimed:
+            return DrainOutcome(sent=sent_total, retry_in=retry_in)
+        if len(claimed) == limit < settings.WEBHOOK_BATCH_SIZE and send_seconds is not None:
+            # A slow receiver with more waiting: another drain beside this one (if a slot is free).
+            wake(webhook_id, coalesce=False)
+        claimed_at = time.monotonic()
+        sent: list[Sent] = []
+        wait: float | None = None  # set when the rate limiter (or Redis being down) stops us
+        for index, item in enumerate(claimed):
+            lease_left = leases.lease_seconds() - leases.LEASE_MARGIN_SECONDS
+            if time.monotonic() - claimed_at + settings.WEBHOOK_TIMEOUT > lease_left:
+                break
+            wait = grants.take(webhook_id, wanted=len(claimed) - index)
+            if wait is not None:
+                break
+            started = time.monotonic()
+            sent.append(_send(item, webhook, secrets))
+            took = time.monotonic() - started
+            grants.observe(took)
+            send_seconds = took if send_seconds is None else _moving_average(send_seconds, took)
+            if sent[-1].result.status == GONE:
+                break  # _record disables the webhook; nothing more goes to this receiver
+        unsent = claimed[len(sent) :]
+        if unsent:
+            leases.release(unsent, delay=wait or 0)
+            if wait is not None:
+                metrics.record_throttled(len(unsent))
+        next_retry = _record(sent, webhook)
+        sent_total += len(sent)
+        retry_in = _earliest(retry_in, next_retry)
+        if wait is not None:
+            return DrainOutcome(sent=sent_total, retry_in=_earliest(retry_in, wait))
+        if sent and sent[-1].result.status == GONE:
+            return DrainOutcome(sent=sent_total, again=bool(unsent))
+        if unsent or time.monotonic() > budget_end:
+            return DrainOutcome(sent=sent_total, again=True, retry_in=retry_in)
+
+
+def _moving_average(average: float, newest: float) -> float:
+    return (1 - SEND_TIME_WEIGHT) * average + SEND_TIME_WEIGHT * newest
+
+
+class RateGrants:
+    """The organization's rate-limit grants for one drain, taken just before the sends they cover.
+
+    The limiter stamps a grant when it is given, so a grant must be used at once: a batch
+    granted up front but sent one slow answer after another would arrive later than counted,
+    and a receiver would see more than the limit in one second. So grants are taken a few at a
+    time, only as many as the recent send rate fits into the limiter's guard window, and any
+    left when that window has passed are dropped (counted, unused: conservative, never over).
+    """
+
+    def __init__(self, org_id: str) -> None:
+        self.org_id = org_id
+        self.left = 0
+        self.usable_until = 0.0
+        self.send_seconds = GRANT_HORIZON_SECONDS  # until measured: one grant at a time
+
+    def take(self, webhook_id: str, *, wanted: int) -> float | None:
+        """None if one send may go now; otherwise the seconds to wait."""
+        now = time.monotonic()
+        if self.left and now < self.usable_until:
+            self.left -= 1
+            return None
+        fits = int(GRANT_HORIZON_SECONDS / max(self.send_seconds, MIN_SEND_SECONDS))
+        chunk = max(1, min(wanted, MAX_GRANT_CHUNK, fits))
+        try:
+            grant = ratelimit.acquire(
+                get_redis(),
+                self.org_id,
+                chunk,
+                per_second=settings.WEBHOOK_RATE_PER_SECOND,
+                per_hour=settings.WEBHOOK_RATE_PER_HOUR,
+            )
+        except redis.RedisError:
+            logger.warning("redis unavailable; deliveries of %s wait", webhook_id)
+            return REDIS_DOWN_WAIT_SECONDS
+        if not grant.granted:
+            return grant.wait_seconds
+        self.left = grant.granted - 1
+        self.usable_until = now + GRANT_HORIZON_SECONDS
+        return None
+
+    def observe(self, seconds: float) -> None:
+        # A moving average of recent sends decides how many the next grant may cover.
+        self.send_seconds = _moving_average(self.send_seconds, seconds)
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _send(item: Claimed, webhook: Webhook, secrets: list[str]) -> Sent:
+    headers = signed_headers(delivery_id=item.id, event_type=item.event_type, body=item.body, secrets=secrets)
+    requested_at = timezone.now()
+    result = http.post(webhook.url, item.body, headers)
+    logger.log(
+        logging.DEBUG if result.ok else logging.INFO,
+        "delivery %s event %s attempt %d -> %s %s",
+        item.id,
+        item.event_id,
+        item.attempts + 1,
+        result.status,
+        result.error or "",
+    )
+    return Sent(claimed=item, requested_at=requested_at, result=result)
+
+
+def _outcome(sent: Sent) -> Outcome:
+    result = sent.result
+    number = sent.claimed.attempts + 1
+    if result.ok:
+        status, delay = Delivery.Status.SUCCEEDED, None
+    elif result.status == GONE:
+        # Gone: the receiver asks us to stop (Standard Webhooks); no retry.
+        status, delay = Delivery.Status.FAILED, None
+    else:
+        delay = schedule.retry_delay(number, status=result.status, retry_after=result.headers.get("retry-after"))
+        status = Delivery.Status.FAILED if delay is None else Delivery.Status.RETRYING
+    return Outcome(
+        delivery_id=sent.claimed.id,
+        number=number,
+        requested_at=sent.requested_at,
+        response_status=result.status,
+        duration_ms=result.duration_ms,
+        error=result.error or ("" if result.ok else f"HTTP {result.status}"),
+        response_body=result.body,
+        response_body_replaced=result.body_replaced,
+        status=status,
+        delay=delay,
+    )
+
+
+def _record(sent: list[Sent], webhook: Webhook) -> float | None:
+    """Record every attempt (``leases.record``); disable the webhook on a 410; return the earliest retry delay."""
+    if not sent:
+        return None
+    outcomes = [_outcome(s) for s in sent]
+    leases.record(outcomes, webhook_id=webhook.id)
+    if any(s.result.status == GONE for s in sent):
+        webhook_disable(webhook_id=webhook.id, reason=Webhook.DisabledReason.GONE)
+    delays = [o.delay for o in outcomes if o.status == Delivery.Status.RETRYING and o.delay is not None]
+    return min(delays) if delays else None

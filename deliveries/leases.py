@@ -1,0 +1,227 @@
+"""Who holds a delivery, in PostgreSQL: claim, release, and the record of an attempt.
+
+A drain leases the due deliveries it is about to send (``lease_until``) with ``FOR UPDATE
+SKIP LOCKED``, so two drains — or two copies of one message, or the sweeper racing the fast
+path — never send the same attempt at once. Unsent deliveries are given back; sent ones are
+recorded with a compare-and-set on the attempt number, in one set-based statement per batch,
+so a duplicate send logs its attempt once and never rewinds the delivery. A worker that dies
+holding a lease only delays its deliveries until the lease expires.
+
+All of it runs in ``bookkeeping()`` transactions: the pipeline's own writes, committed
+without waiting for fsync (see there why that is safe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+
+from deliveries.http import storable_text
+from deliveries.models import DUE_SQL
+
+logger = logging.getLogger(__name__)
+
+# Room between the end of the last send a lease allows and the lease's expiry.
+LEASE_MARGIN_SECONDS = 10.0
+# An error that could not be recorded is itself recorded, shortened to this.
+MAX_ERROR_CHARS = 500
+# The largest value of a PostgreSQL integer column (duration_ms), and the HTTP status codes
+# an attempt row can hold: anything else is recorded as unknown.
+MAX_INT_COLUMN = 2**31 - 1
+HTTP_STATUS_CODES = range(100, 1000)
+
+
+def lease_seconds() -> float:
+    # A claimed batch is sent only while a whole attempt still fits in the lease.
+    return 2 * settings.WEBHOOK_TIMEOUT + LEASE_MARGIN_SECONDS
+
+
+@contextlib.contextmanager
+def bookkeeping() -> Iterator[Any]:
+    """A transaction for the delivery pipeline's own writes, committed without waiting for fsync.
+
+    Safe because losing such a commit in a PostgreSQL crash never loses a delivery: a lost
+    claim or release only frees a lease early, and a lost outcome means the attempt is made
+    again — at least once, with the same delivery id. The event and its deliveries (emit) are
+    committed durably. This saves a WAL flush on every step of every delivery.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield cursor
+
+
+# --- Claim and release -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: str
+    event_id: str
+    event_type: str
+    attempts: int
+    lease_until: datetime
+    body: bytes
+
+
+_CLAIM_SQL = f"""
+WITH due AS (
+    SELECT id FROM deliveries_delivery
+    WHERE webhook_id = %(webhook_id)s
+      AND {DUE_SQL}
+    ORDER BY next_attempt_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE deliveries_delivery d
+    SET lease_until = now() + %(lease)s * interval '1 second'
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, d.event_id, d.event_type, d.attempts, d.lease_until, d.next_attempt_at
+)
+SELECT c.id, c.event_id, c.event_type, c.attempts, c.lease_until, e.payload
+FROM claimed c JOIN events_event e ON e.id = c.event_id
+ORDER BY c.next_attempt_at, c.id
+"""
+
+
+def claim(webhook_id: str, limit: int) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries of one webhook; nobody else attempts them meanwhile."""
+    with bookkeeping() as cursor:
+        cursor.execute(_CLAIM_SQL, {"webhook_id": webhook_id, "limit": limit, "lease": lease_seconds()})
+        rows = cursor.fetchall()
+    return [
+        Claimed(id=r[0], event_id=r[1], event_type=r[2], attempts=r[3], lease_until=r[4], body=r[5].encode("utf-8"))
+        for r in rows
+    ]
+
+
+def release(items: list[Claimed], *, delay: float) -> None:
+    """Give claimed deliveries back unattempted, due again after ``delay`` seconds."""
+    with bookkeeping() as cursor:
+        for lease_until, ids in _group_by_lease(items).items():
+            cursor.execute(
+                "UPDATE deliveries_delivery SET lease_until = NULL,"
+                " next_attempt_at = GREATEST(next_attempt_at, now() + %s * interval '1 second')"
+                " WHERE id = ANY(%s) AND lease_until = %s",
+                [delay, ids, lease_until],
+            )
+
+
+def _group_by_lease(items: list[Claimed]) -> dict[datetime, list[str]]:
+    groups: dict[datetime, list[str]] = {}
+    for item in items:
+        groups.setdefault(item.lease_until, []).append(item.id)
+    return groups
+
+
+# --- The record of attempts --------------------------------------------------------------
+
+
+_RECORD_SQL = """
+WITH v (id, number, requested_at, response_status, duration_ms, error, response_body, response_body_replaced,
+        status, delay) AS (
+    VALUES {values}
+), ins AS (
+    INSERT INTO deliveries_attempt
+        (delivery_id, number, requested_at, response_status, duration_ms, error, response_body, response_body_replaced)
+    SELECT id, number, requested_at, response_status, duration_ms, error, response_body, response_body_replaced FROM v
+    ON CONFLICT (delivery_id, number) DO NOTHING
+)
+UPDATE deliveries_delivery d
+SET attempts = v.number,
+    status = v.status,
+    response_status = v.response_status,
+    last_error = v.error,
+    last_attempt_at = v.requested_at,
+    next_attempt_at = CASE WHEN v.delay IS NULL THEN NULL ELSE now() + v.delay * interval '1 second' END,
+    lease_until = NULL
+FROM v
+WHERE d.id = v.id AND d.attempts = v.number - 1
+"""
+_RECORD_ROW = "(%s, %s::int, %s::timestamptz, %s::int, %s::int, %s, %s, %s::boolean, %s, %s::float8)"
+# Anything that keeps one row from being written: a value PostgreSQL refuses (DataError,
+# IntegrityError) or that psycopg2 cannot send (ValueError).
+_UNRECORDABLE = (DatabaseError, ValueError)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt as it is recorded: the attempt row and its delivery's new state."""
+
+    delivery_id: str
+    number: int
+    requested_at: datetime
+    response_status: int | None
+    duration_ms: int
+    error: str
+    response_body: str
+    response_body_replaced: bool
+    status: str
+    delay: float | None
+
+    def as_params(self) -> list[object]:
+        return [
+            self.delivery_id,
+            self.number,
+            self.requested_at,
+            self.response_status,
+            self.duration_ms,
+            self.error,
+            self.response_body,
+            self.response_body_replaced,
+            self.status,
+            self.delay,
+        ]
+
+
+def record(outcomes: list[Outcome], *, webhook_id: str) -> None:
+    """Write every attempt and its delivery's new state (compare-and-set on the attempt count).
+
+    All rows go in one statement; should that fail, each is written on its own, so one row
+    that cannot be stored never costs the record of the others (see ``_record_one``).
+    """
+    try:
+        _write_outcomes(outcomes)
+    except _UNRECORDABLE:
+        logger.warning("recording %d attempts of webhook %s together failed; one by one", len(outcomes), webhook_id)
+        for outcome in outcomes:
+            _record_one(outcome)
+
+
+def _write_outcomes(outcomes: list[Outcome]) -> None:
+    sql = _RECORD_SQL.format(values=", ".join([_RECORD_ROW] * len(outcomes)))
+    with bookkeeping() as cursor:
+        cursor.execute(sql, [param for outcome in outcomes for param in outcome.as_params()])
+
+
+def _record_one(outcome: Outcome) -> None:
+    """Write one attempt; if it cannot be stored, store that as its error instead.
+
+    The attempt still counts, with the same outcome, so the delivery moves on instead of
+    being sent again and again. Only if even that fails is it left leased, to be sent again
+    after the lease.
+    """
+    try:
+        _write_outcomes([outcome])
+        return
+    except _UNRECORDABLE as exc:
+        reason = f"the receiver's answer could not be recorded ({type(exc).__name__}: {exc})"
+        logger.warning("delivery %s attempt %d: %s", outcome.delivery_id, outcome.number, reason)
+    readable = replace(
+        outcome,
+        duration_ms=max(0, min(outcome.duration_ms, MAX_INT_COLUMN)),
+        response_status=outcome.response_status if outcome.response_status in HTTP_STATUS_CODES else None,
+        error=storable_text(reason.encode("utf-8", errors="replace"))[0][:MAX_ERROR_CHARS],
+        response_body="",
+        response_body_replaced=False,
+    )
+    try:
+        _write_outcomes([readable])
+    except _UNRECORDABLE:
+        logger.exception("delivery %s attempt %d could not be recorded", outcome.delivery_id, outcome.number)
