@@ -156,13 +156,16 @@ def _drain_with_slot(webhook: Webhook) -> DrainOutcome:
     send_seconds: float | None = None  # a moving average of this receiver's answers
     while True:
         limit = _claim_size(send_seconds)
+        # The lease runs from some moment while the claim is on its way: timing it from before
+        # the claim is sent keeps a late reply (a slow or cut-off database) from sending what
+        # another worker may already be sending after the lease ran out.
+        claimed_at = time.monotonic()
         claimed = leases.claim(webhook_id, limit)
         if not claimed:
             return DrainOutcome(sent=sent_total, retry_in=retry_in)
         if len(claimed) == limit < settings.WEBHOOK_BATCH_SIZE and send_seconds is not None:
             # A slow receiver with more waiting: another drain beside this one (if a slot is free).
             wake(webhook_id, coalesce=False)
-        claimed_at = time.monotonic()
         sent: list[Sent] = []
         wait: float | None = None  # set when the rate limiter (or Redis being down) stops us
         for index, item in enumerate(claimed):

@@ -35,6 +35,7 @@ def _env_list(name: str, default: str) -> list[str]:
 
 def _database_from_url(url: str) -> dict:
     parts = urlparse(url)
+    idle_ms = _env_int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT", 30) * 1000
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parts.path.lstrip("/")) or "webhooks",
@@ -45,6 +46,10 @@ def _database_from_url(url: str) -> dict:
         # Persistent connections: web requests and worker threads reuse them.
         "CONN_MAX_AGE": _env_int("DATABASE_CONN_MAX_AGE", 300),
         "CONN_HEALTH_CHECKS": True,
+        # A session left idle inside a transaction (its host cut off between an UPDATE and its
+        # COMMIT) holds row locks that SKIP LOCKED hides from every other worker: PostgreSQL
+        # ends it after this many seconds, well before the rows' delivery lease would.
+        "OPTIONS": {"options": f"-c idle_in_transaction_session_timeout={idle_ms}"},
     }
 
 

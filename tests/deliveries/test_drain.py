@@ -237,3 +237,40 @@ def test_drain_stops_and_disables_webhook_when_receiver_answers_gone(tenant, rec
     assert outcome.again  # the other two were due: the next drain marks them failed, unattempted
     statuses = sorted(Delivery.objects.filter(webhook=webhook).values_list("status", "attempts"))
     assert statuses == [("failed", 0), ("failed", 0), ("failed", 1)]
+
+
+def test_drain_sends_nothing_when_the_claim_comes_back_too_late_for_its_lease(
+    tenant, receiver, redis_client, settings, monkeypatch
+):
+    # A 1 s attempt timeout leaves 2 s of lease for sending (2 x 1 s + 10 s, less the 10 s margin).
+    settings.WEBHOOK_TIMEOUT = 1
+    webhook = make_webhook(tenant.organization, receiver.url()).webhook
+    emit(tenant.organization, "test.ping", {"message": "late"})
+    claim = drain.leases.claim
+
+    def late_claim(webhook_id: str, limit: int):
+        claimed = claim(webhook_id, limit)
+        time.sleep(1.5)  # the database's reply is held up on its way back (a slow or cut network)
+        return claimed
+
+    monkeypatch.setattr(drain.leases, "claim", late_claim)
+    outcome = drain.webhook_drain(webhook_id=webhook.id)
+
+    assert receiver.received() == []  # its lease may have run out meanwhile: another worker's to send
+    delivery = Delivery.objects.get(webhook=webhook)
+    assert (delivery.status, delivery.attempts, delivery.lease_until) == ("pending", 0, None)
+    assert outcome.again
+    monkeypatch.setattr(drain.leases, "claim", claim)
+    drain.webhook_drain(webhook_id=webhook.id)
+    assert len(receiver.received()) == 1  # given back, and sent by the next drain
+
+
+def test_database_ends_a_session_left_idle_in_a_transaction(db):
+    from django.conf import settings as django_settings
+
+    options = django_settings.DATABASES["default"]["OPTIONS"]["options"]
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW idle_in_transaction_session_timeout")
+        (shown,) = cursor.fetchone()
+    assert options == "-c idle_in_transaction_session_timeout=30000"
+    assert shown == "30s"
