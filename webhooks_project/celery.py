@@ -6,11 +6,6 @@ import os
 
 from celery import Celery
 from celery.signals import task_prerun
-from kombu import transport
-
-# redis:// and rediss:// brokers use our transport, which reuses its Redis client when it
-# publishes (see webhooks_project/broker.py): a several-fold cheaper send_task.
-transport.TRANSPORT_ALIASES["redis"] = transport.TRANSPORT_ALIASES["rediss"] = "webhooks_project.broker:Transport"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webhooks_project.settings")
 

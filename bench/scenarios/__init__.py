@@ -1,0 +1,1 @@
+"""One module per benchmark scenario, each with ``run(state)``; bench/run.py runs them in order."""

@@ -1,0 +1,163 @@
+"""History at scale: a million deliveries bulk-loaded (bench/history_data.py), then the history
+pages and the stats timed through the API, with the EXPLAIN plans of every query they ran."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from common import State, figure, out
+from harness import percentile
+from service import make_org
+
+HISTORY_EVENTS = int(os.environ.get("BENCH_HISTORY_EVENTS", "100000"))
+HISTORY_WEBHOOKS = 10
+HISTORY_DAYS = 30
+HISTORY_REQUESTS = 200
+# Targets (p95, ms): a history page, and the stats.
+PAGE_TARGET_MS = 50
+STATS_TARGET_MS = 200
+# Webhooks whose calls warm caches and connections before the timing.
+WARM_UP_WEBHOOKS = 3
+# Tables whose queries' plans are printed.
+PLANNED_TABLES = ("deliveries_delivery", "deliveries_attempt")
+SCAN_PATTERN = r"(?:Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\w+)"
+
+
+def run(state: State) -> None:
+    import history_data
+    from django.test import Client
+
+    from webhooks import services as webhook_services
+
+    out()
+    rows = HISTORY_EVENTS * HISTORY_WEBHOOKS
+    out(f"== 6. History at scale: {rows:,} deliveries over {HISTORY_WEBHOOKS} webhooks and {HISTORY_DAYS} days ==")
+    org, webhooks = make_org("bench-history", [f"http://127.0.0.1:9/h{i}" for i in range(HISTORY_WEBHOOKS)])
+    _, key = webhook_services.api_key_create(organization=org)
+    started = time.perf_counter()
+    counts = history_data.load(
+        org_id=org.id, webhook_ids=[w.id for w in webhooks], events=HISTORY_EVENTS, days=HISTORY_DAYS
+    )
+    out(
+        f"loaded {counts['events_event']:,} events, {counts['deliveries_delivery']:,} deliveries,"
+        f" {counts['deliveries_attempt']:,} attempts in {time.perf_counter() - started:.1f} s (INSERT ... SELECT"
+        f" {counts['insert seconds']:.0f} s, index builds {counts['index seconds']:.0f} s,"
+        f" VACUUM ANALYZE {counts['vacuum seconds']:.0f} s)"
+    )
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
+    cases = history_cases(client, webhooks)
+    out(f"p95 over {HISTORY_REQUESTS} requests each (Django test client, in process: full middleware, no network):")
+    plans = time_cases(state, cases, webhooks, rows)
+    out()
+    out("EXPLAIN (ANALYZE, BUFFERS) of every delivery/attempt query those calls ran:")
+    print_plans(plans)
+
+
+Case = tuple[str, str, Callable[[Any], None], int]
+
+
+def history_cases(client: Any, webhooks: list[Any]) -> list[Case]:
+    """(figure name, label, call(webhook), target ms) of each timed request."""
+    from datetime import timedelta
+
+    stats_path = f"/ui/api/webhooks/{webhooks[0].id}/stats?window=24h"
+    stats_over_http = client.get(stats_path).status_code == 200
+    first_page = client.get(f"/ui/api/webhooks/{webhooks[0].id}/deliveries").json()
+    next_link = first_page.get("next")
+    next_query = next_link.split("?", 1)[1] if next_link else ""
+
+    def http_get(path: str) -> Callable[[Any], None]:
+        def call(webhook: Any) -> None:
+            response = client.get(path.format(id=webhook.id))
+            assert response.status_code == 200, (path, response.status_code, response.content[:300])
+
+        return call
+
+    def direct_stats(webhook: Any) -> None:
+        from deliveries import selectors
+
+        selectors.webhook_stats(webhook, window=timedelta(hours=24))
+
+    cases: list[Case] = [
+        (
+            "history page",
+            "GET /ui/api/webhooks/{id}/deliveries",
+            http_get("/ui/api/webhooks/{id}/deliveries"),
+            PAGE_TARGET_MS,
+        ),
+        (
+            "history ?status=failed",
+            "GET /ui/api/webhooks/{id}/deliveries?status=failed",
+            http_get("/ui/api/webhooks/{id}/deliveries?status=failed"),
+            PAGE_TARGET_MS,
+        ),
+    ]
+    if next_query:
+        cases.append(
+            (
+                "history page 2 (cursor)",
+                "GET /ui/api/webhooks/{id}/deliveries?cursor=... (webhook 0's next link)",
+                lambda _w: http_get("/ui/api/webhooks/{id}/deliveries?" + next_query)(webhooks[0]),
+                PAGE_TARGET_MS,
+            )
+        )
+    if stats_over_http:
+        cases.append(
+            (
+                "stats 24h",
+                "GET /ui/api/webhooks/{id}/stats?window=24h",
+                http_get(stats_path.replace(webhooks[0].id, "{id}")),
+                STATS_TARGET_MS,
+            )
+        )
+    else:
+        out("  (GET .../stats answered non-200: timing deliveries.selectors.webhook_stats directly instead)")
+        cases.append(
+            ("stats 24h", "deliveries.selectors.webhook_stats(window=24h), in process", direct_stats, STATS_TARGET_MS)
+        )
+    return cases
+
+
+def time_cases(state: State, cases: list[Case], webhooks: list[Any], rows: int) -> list[tuple[str, str]]:
+    """Time each case over the webhooks in turn; return (label, SQL) of the queries to explain."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    plans: list[tuple[str, str]] = []
+    for name, label, call, target_ms in cases:
+        for webhook in webhooks[:WARM_UP_WEBHOOKS]:
+            call(webhook)
+        timings = []
+        for i in range(HISTORY_REQUESTS):
+            t0 = time.perf_counter()
+            call(webhooks[i % len(webhooks)])
+            timings.append((time.perf_counter() - t0) * 1000)
+        p50, p95 = percentile(timings, 50), percentile(timings, 95)
+        out(f"  {label}: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(timings):.1f} ms")
+        figure(state, f"{name} p95 @{rows / 1e6:g}M rows", p95, "ms", f"< {target_ms} ms", p95 < target_ms)
+        with CaptureQueriesContext(connection) as captured:
+            call(webhooks[1])
+        for query in captured.captured_queries:
+            sql = query["sql"]
+            if any(table in sql for table in PLANNED_TABLES) and sql.lstrip().upper().startswith("SELECT"):
+                plans.append((label, sql))
+    return plans
+
+
+def print_plans(plans: list[tuple[str, str]]) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for label, sql in plans:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+            plan = [line for (line,) in cursor.fetchall()]
+            scans = sorted(set(re.findall(SCAN_PATTERN, "\n".join(plan))))
+            seq = sorted(set(re.findall(r"Seq Scan on (\w+)", "\n".join(plan))))
+            out(f"-- {label}: indexes used {scans or 'none'}" + (f"; SEQUENTIAL SCAN of {seq}" if seq else ""))
+            out(f"   {sql}")
+            for line in plan:
+                out(f"   {line}")
