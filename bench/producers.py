@@ -16,8 +16,6 @@ from receivers import receiver_get
 from service import DATA
 from workers import diagnose_stall
 
-from events import emit
-
 # Producers of the throughput run: one process emits ~200/s here, which would cap the run.
 EMITTERS = int(os.environ.get("BENCH_EMITTERS", "4"))
 # Seconds the forked producers get to reach the starting line before they are released.
@@ -78,6 +76,8 @@ def run_forked(shares: list[list[int]], work: Callable[[list[int]], None]) -> tu
 
 
 def emit_in_parallel(org_ids: list[str], count: int, processes: int) -> tuple[float, float]:
+    from events import emit  # after django.setup(): run.py imports this module before it
+
     """Emit ``count`` events round-robin over ``org_ids`` from ``processes`` forked producers."""
 
     def work(indexes: list[int]) -> None:
@@ -90,6 +90,8 @@ def emit_in_parallel(org_ids: list[str], count: int, processes: int) -> tuple[fl
 def paced_latency(
     state: State, org: Any, rate: float, seconds: float, *, on_tick: Callable[[], None] | None = None
 ) -> dict:
+    from events import emit  # after django.setup(): run.py imports this module before it
+
     """Emit at ``rate``/s for ``seconds``; return latency percentiles (ms) emit -> arrival."""
     count = int(rate * seconds)
     sent: dict[str, float] = {}

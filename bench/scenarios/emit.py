@@ -17,8 +17,6 @@ from common import State, figure, out
 from harness import RESULTS, ROOT, CpuMeter, Proc
 from service import DATA, make_org, pg_backends, service_env
 
-from events import emit
-
 EMIT_COUNT = 5_000
 # ... or as many as fit in this many seconds, whichever comes first (slow disks, busy machines).
 EMIT_SECONDS = 10.0
@@ -42,6 +40,7 @@ CLIENT_TIMEOUT = 30
 
 
 def run(state: State) -> None:
+    from events import emit  # after django.setup(): run.py imports this module before it
     from webhooks import services as webhook_services
     from webhooks_project.celery import app as celery_app
 
@@ -121,6 +120,8 @@ def run(state: State) -> None:
 
 
 def emit_threaded(org: Any, count: int, threads: int, seconds: float) -> float:
+    from events import emit  # after django.setup(): run.py imports this module before it
+
     """Events/s of ``count`` emits (or ``seconds`` of them) shared by ``threads`` threads."""
     from django.db import connection
 

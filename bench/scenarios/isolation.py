@@ -13,8 +13,6 @@ from producers import latency_line, paced_latency
 from receivers import receiver_get
 from service import DATA, WEBHOOK_TIMEOUT, make_org
 
-from events import emit
-
 ISOLATION_RATE = 20.0
 ISOLATION_SECONDS = 15.0
 ISOLATION_HANGING = 50
@@ -34,6 +32,8 @@ def run(state: State) -> None:
     from django.conf import settings
     from django.db import connection
     from django.test.utils import override_settings
+
+    from events import emit  # after django.setup(): run.py imports this module before it
 
     cases = [
         (1, ISOLATION_HANGING),
