@@ -188,8 +188,12 @@ def webhook_send_test(request: HttpRequest, webhook_id: str) -> HttpResponse:
     form = SendTestEventForm(data=request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a known event type to send.")
-    else:
+        return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
+    try:
         delivery = services.delivery_send_test(webhook=webhook, event_type=form.cleaned_data["event"])
+    except Conflict as exc:
+        messages.error(request, exc.message)
+    else:
         messages.success(request, f"Test event {delivery.event_type} queued as delivery {delivery.id}.")
     return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
 
@@ -245,6 +249,10 @@ def delivery_detail(request: HttpRequest, webhook_id: str, delivery_id: str) -> 
 def delivery_retry(request: HttpRequest, webhook_id: str, delivery_id: str) -> HttpResponse:
     webhook = webhook_get(request.organization, webhook_id)
     delivery = selectors.delivery_get(webhook, delivery_id)
-    services.delivery_retry(delivery=delivery)
-    messages.success(request, "Retry queued: a new attempt will appear below.")
+    try:
+        services.delivery_retry(delivery=delivery)
+    except Conflict as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Retry queued: a new attempt will appear below.")
     return redirect("dashboard:delivery-detail", webhook_id=webhook.id, delivery_id=delivery.id)

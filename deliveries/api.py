@@ -56,8 +56,12 @@ class DeliveryDetailView(APIView):
         return Response(DeliveryDetailSerializer(delivery).data)
 
 
+# Retry, recover and test events refuse a disabled webhook (deliveries.services).
+DISABLED_CONFLICT = OpenApiResponse(ErrorSerializer, description="The webhook is disabled: enable it first.")
+
+
 class DeliveryRetryView(APIView):
-    @extend_schema(request=None, responses={202: DeliverySerializer})
+    @extend_schema(request=None, responses={202: DeliverySerializer, 409: DISABLED_CONFLICT})
     def post(self, request: Request, webhook_id: str, delivery_id: str) -> Response:
         webhook = webhook_get(request.user.organization, webhook_id)
         delivery = selectors.delivery_get(webhook, delivery_id)
@@ -68,7 +72,10 @@ class DeliveryRetryView(APIView):
 class WebhookRecoverView(APIView):
     @extend_schema(
         request=RecoverSerializer,
-        responses={202: inline_serializer("RecoverAccepted", {"recovering": serializers.IntegerField()})},
+        responses={
+            202: inline_serializer("RecoverAccepted", {"recovering": serializers.IntegerField()}),
+            409: DISABLED_CONFLICT,
+        },
     )
     def post(self, request: Request, webhook_id: str) -> Response:
         webhook = webhook_get(request.user.organization, webhook_id)
@@ -81,7 +88,11 @@ class WebhookRecoverView(APIView):
 class TestEventView(APIView):
     @extend_schema(
         request=TestEventSerializer,
-        responses={202: DeliverySerializer, 404: OpenApiResponse(ErrorSerializer, description="No such webhook.")},
+        responses={
+            202: DeliverySerializer,
+            404: OpenApiResponse(ErrorSerializer, description="No such webhook."),
+            409: DISABLED_CONFLICT,
+        },
     )
     def post(self, request: Request) -> Response:
         body = TestEventSerializer(data=request.data)

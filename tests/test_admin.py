@@ -259,6 +259,35 @@ def test_delivery_retry_now_action_makes_it_due_again(operator, tenant):
     assert "Retrying 1 delivery(ies) now." in messages_of(response)
 
 
+def test_delivery_retry_now_action_refuses_a_disabled_webhooks_deliveries_and_says_why(operator, tenant):
+    webhook = make_webhook(tenant.organization, "https://example.com/a").webhook
+    delivery = add_attempted_delivery(webhook, status="failed", http=500)
+    Webhook.objects.filter(id=webhook.id).update(enabled=False, disabled_reason=Webhook.DisabledReason.OPERATOR)
+
+    response = run_action(operator, "deliveries/delivery", "retry_now", [delivery.id])
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.next_attempt_at) == ("failed", None)
+    assert messages_of(response) == [
+        "Retrying 0 delivery(ies) now.",
+        f"Not retried: {delivery.id}. Webhook {webhook.id} is disabled (disabled by an operator). "
+        "Enable it first, then retry. Nothing was queued.",
+    ]
+
+
+def test_send_test_event_action_refuses_a_disabled_webhook_and_says_why(operator, tenant):
+    webhook = make_webhook(tenant.organization, "https://example.com/a").webhook
+    Webhook.objects.filter(id=webhook.id).update(enabled=False, disabled_reason=Webhook.DisabledReason.GONE)
+
+    response = run_action(operator, "webhooks/webhook", "send_test_event", [webhook.id])
+
+    assert not Delivery.objects.exists()
+    assert messages_of(response) == [
+        f"Webhook {webhook.id} is disabled (receiver answered 410 Gone). Enable it first, then send a test event. "
+        "Nothing was queued."
+    ]
+
+
 def test_delivery_list_query_count_does_not_grow_with_rows(operator, tenant, django_assert_max_num_queries):
     webhook = make_webhook(tenant.organization, "https://example.com/a").webhook
     add_attempted_delivery(webhook, status="failed", http=500)

@@ -397,6 +397,22 @@ def test_disable_and_enable_when_posted_toggle_the_webhook(ui, tenant):
     assert webhook.disabled_reason == ""
 
 
+def test_retry_and_test_event_on_a_disabled_webhook_say_to_enable_it_and_queue_nothing(ui, tenant):
+    from deliveries.models import Delivery
+
+    webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
+    delivery = make_delivery(webhook, status="failed", attempt_log=[(500, "", "HTTP 500")])
+    ui.post(page(webhook, "/disable"))
+
+    retried = text(ui.post(page(webhook, f"/deliveries/{delivery.id}/retry"), follow=True))
+    tested = text(ui.post(page(webhook, "/test"), {"event": "test.ping"}, follow=True))
+
+    assert html.escape(f"Webhook {webhook.id} is disabled (disabled by user). Enable it first, then retry.") in retried
+    assert "Retry queued" not in retried
+    assert "Enable it first, then send a test event. Nothing was queued." in tested
+    assert list(Delivery.objects.values_list("id", "status")) == [(delivery.id, "failed")]
+
+
 def test_rotate_secret_when_posted_reveals_the_new_secret_once(ui, tenant):
     created = make_webhook(tenant.organization, "https://example.com/hook", secret="the-old-secret-1234")
     webhook = created.webhook
