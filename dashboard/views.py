@@ -235,11 +235,14 @@ def webhook_delete(request: HttpRequest, webhook_id: str) -> HttpResponse:
 def delivery_detail(request: HttpRequest, webhook_id: str, delivery_id: str) -> HttpResponse:
     webhook = webhook_get(request.organization, webhook_id)
     delivery = selectors.delivery_get(webhook, delivery_id)
+    attempts = selectors.attempts_of(delivery)
     context = {
         "webhook": webhook,
         "delivery": delivery,
         "envelope": pretty(delivery.event.envelope),
-        "attempts": selectors.attempts_of(delivery),
+        "attempts": attempts,
+        # "Last response" is the last attempt's, never a reason the delivery was not attempted.
+        "last_attempt": attempts[-1] if attempts else None,
     }
     return render_page(request, "dashboard/delivery_detail.html", context)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -97,7 +99,13 @@ class TestEventView(APIView):
     def post(self, request: Request) -> Response:
         body = TestEventSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        webhook = webhook_get(request.user.organization, body.validated_data["webhook_id"])
+        webhook_id = body.validated_data["webhook_id"]
+        try:
+            webhook = webhook_get(request.user.organization, webhook_id)
+        except Http404:
+            # The id came in the body, not the path: say which field named nothing.
+            message = f"No webhook {webhook_id!r} in this organization (GET /ui/api/webhooks lists them)."
+            raise NotFound({"webhook_id": [message]}) from None
         delivery = services.delivery_send_test(webhook=webhook, event_type=body.validated_data["event"])
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 

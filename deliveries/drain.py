@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 # When Redis (the rate limiter) cannot be reached, deliveries wait this long and try again.
 REDIS_DOWN_WAIT_SECONDS = 5.0
 # The error of a delivery that came due while its webhook was disabled (failed, not attempted).
-DISABLED_ERROR = "webhook disabled: not attempted"
 # Grants are used within this long of being given (the limiter's allowance for send lag).
 GRANT_HORIZON_SECONDS = ratelimit.SECOND_WINDOW_GUARD_MS / 1000 / 2
 # A drain claims what it can send in about this long; more waiting at a receiver slower than
@@ -129,7 +128,12 @@ def _fail_due_while_disabled(webhook_id: str) -> int:
     return (
         Delivery.objects.due()
         .filter(webhook_id=webhook_id)
-        .update(status=Delivery.Status.FAILED, next_attempt_at=None, last_error=DISABLED_ERROR, lease_until=None)
+        .update(
+            status=Delivery.Status.FAILED,
+            next_attempt_at=None,
+            last_error=Delivery.NOT_ATTEMPTED_DISABLED,
+            lease_until=None,
+        )
     )
 
 

@@ -163,5 +163,10 @@ def is_known(name: str) -> bool:
     return name in EVENT_TYPES
 
 
+def unknown_type_message(name: str) -> str:
+    """What an unknown event type is told, wherever one is refused: the valid types."""
+    return f"Unknown event type {name!r}. Valid types: {', '.join(names())}."
+
+
 def names() -> list[str]:
     return list(EVENT_TYPES)

@@ -50,9 +50,9 @@ _ENVELOPE_ALLOWANCE = 512
 def build_event(org_id: str, event_type: str, data: dict[str, Any]) -> Event:
     """Validate and serialize an event, unsaved: its payload is the exact body to send."""
     if not catalogue.is_known(event_type):
-        raise EmitError("event", f"Unknown event type {event_type!r}. Valid types: {', '.join(catalogue.names())}.")
+        raise EmitError("event", catalogue.unknown_type_message(event_type))
     if not isinstance(data, dict):
-        raise EmitError("data", "data must be a JSON object.")
+        raise EmitError("data", "Must be a JSON object.")
     try:
         check_json_value(data, max_depth=settings.JSON_MAX_DEPTH)
     except ValueError as exc:
@@ -86,7 +86,7 @@ def emit(
     """
     org_id = organization.id if isinstance(organization, Organization) else str(organization)
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
-        raise EmitError("idempotency_key", "Idempotency-Key must be 1 to 255 characters.")
+        raise EmitError("idempotency_key", "Must be 1 to 255 characters.")
     if idempotency_key:
         original = _recent_event(org_id, idempotency_key)
         if original is not None:

@@ -25,7 +25,7 @@ def validate_destination(url: str) -> str:
     except UrlRefused as exc:
         raise serializers.ValidationError(f"{exc}.") from exc
     except ValueError as exc:  # any other parse failure of a malformed URL
-        raise serializers.ValidationError(f"URL is not valid ({exc}).") from exc
+        raise serializers.ValidationError(f"Not a valid URL ({exc}).") from exc
     return url
 
 
@@ -144,7 +144,7 @@ class WebhookUpdateSerializer(StrictSerializer):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict) and "secret" in data:
             raise serializers.ValidationError(
-                {"secret": ["The secret cannot be set here; use POST /ui/api/webhooks/{id}/rotate-secret."]}
+                {"secret": ["Cannot be set here; use POST /ui/api/webhooks/{id}/rotate-secret."]}
             )
         return super().to_internal_value(data)
 

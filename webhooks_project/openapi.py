@@ -40,7 +40,7 @@ class ErrorSerializer(serializers.Serializer):
     fields = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
-        help_text='Validation errors by field ("events[0]", "body"); only with 400.',
+        help_text='Errors by field ("events[0]", "body"): with a 400, and with a 404 for an id sent in the body.',
     )
 
     class Meta:
@@ -106,9 +106,11 @@ def document_event_types(result: dict, generator: Any, request: Any, public: boo
         if events and "items" in events:
             events["items"]["enum"] = [*names, catalogue.ALL_EVENTS]
             events["minItems"] = 1
+    for component in ("Emit", "TestEvent"):
+        event = schemas.get(component, {}).get("properties", {}).get("event")
+        if event:
+            event["enum"] = names
     emit = schemas.get("Emit", {}).get("properties", {})
-    if "event" in emit:
-        emit["event"]["enum"] = names
     if "data" in emit:
         emit["data"] = {"type": "object", "additionalProperties": True, "description": "The event's data."}
     return result

@@ -476,6 +476,41 @@ def test_delivery_page_shows_envelope_and_every_attempt(ui, tenant):
     assert ">Retry</button>" in body
 
 
+def _summary_row(body: str, term: str) -> str:
+    match = re.search(rf"<dt>{term}</dt><dd>(.*?)</dd>", body, flags=re.S)
+    assert match, term
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "last_response"),
+    [((500, "", "HTTP 500"), "HTTP 500"), ((None, "", "timeout after 30.0s"), "timeout after 30.0s"), (None, "—")],
+)
+def test_delivery_page_keeps_last_response_apart_from_a_reason_that_was_not_an_attempt(
+    ui, tenant, attempt, last_response
+):
+    from deliveries.models import Delivery
+
+    webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
+    # Attempted (or not), then it came due while its webhook was disabled: failed, not attempted.
+    delivery = make_delivery(
+        webhook,
+        status="failed",
+        attempt_log=[attempt] if attempt else [],
+        last_error=Delivery.NOT_ATTEMPTED_DISABLED,
+    )
+
+    body = text(ui.get(page(webhook, f"/deliveries/{delivery.id}")))
+    history = text(ui.get(page(webhook)))
+
+    assert re.sub(r"<[^>]+>", "", _summary_row(body, "Last response")) == last_response
+    assert "webhook disabled: not attempted" in _summary_row(body, "Status")
+    row = re.search(rf"{delivery.id}</a>.*?</tr>", history, flags=re.S).group(0)
+    assert ("not attempted" in row) is (attempt is None or attempt[0] is None)
+    if attempt and attempt[0]:
+        assert f'<td class="num">{attempt[0]}</td>' in row
+
+
 def test_delivery_retry_when_posted_queues_another_attempt(ui, tenant):
     from deliveries.models import Delivery
 

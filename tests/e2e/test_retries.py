@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from conftest import make_webhook, wait_until
 
-from deliveries.drain import DISABLED_ERROR
 from deliveries.models import Attempt, Delivery
 from events import services as events
 
@@ -125,7 +124,7 @@ def test_due_retries_fail_unattempted_when_webhook_disabled_while_retrying(recei
     wait_until(lambda: not Delivery.objects.filter(webhook=webhook, status="retrying").exists(), timeout=15)
     for delivery in Delivery.objects.filter(webhook=webhook):
         assert delivery.status == "failed"
-        assert delivery.last_error == DISABLED_ERROR
+        assert delivery.last_error == Delivery.NOT_ATTEMPTED_DISABLED
         assert delivery.attempts == 1
         assert delivery.next_attempt_at is None
     assert len(receiver.received("/down")) == 2
