@@ -58,5 +58,5 @@ class EventCreateView(APIView):
                 idempotency_key=request.headers.get("Idempotency-Key"),
             )
         except services.EmitError as exc:
-            raise serializers.ValidationError({exc.field: [exc.message]}) from exc
+            raise serializers.ValidationError(exc.fields) from exc
         return Response({"id": event.id}, status=status.HTTP_202_ACCEPTED)

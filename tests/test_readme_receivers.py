@@ -28,7 +28,9 @@ def _snippet(language: str) -> str:
 
 def _cases(secret: str) -> list[tuple[str, bytes, dict[str, str], bool]]:
     """(name, body, lower-case headers, should verify) for one secret."""
-    body = build_event("org_readme", "threat.detected", {"severity": "high", "note": "é\u2028"}).payload.encode()
+    body = build_event(
+        "org_readme", "threat.detected", {"threat_id": "thr_1", "severity": "high", "note": "é\u2028"}
+    ).payload.encode()
     fresh = {
         k.lower(): v
         for k, v in signed_headers(delivery_id="dlv_1", event_type="x", body=body, secrets=[secret]).items()

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from events.catalogue import EVENT_TYPES
+from events.schemas import DIALECT, data_schema
 from webhooks import selectors, services
 from webhooks.serializers import (
     EventTypeSerializer,
@@ -99,6 +100,7 @@ class EventTypeListView(APIView):
                 "description": t.description,
                 "payload": t.payload,
                 "data_shape": t.data_shape,
+                "schema": {"$schema": DIALECT, **data_schema(t.name)},
                 "sample": t.sample,
             }
             for t in EVENT_TYPES.values()

@@ -158,4 +158,8 @@ class EventTypeSerializer(serializers.Serializer):
     description = serializers.CharField()
     payload = serializers.CharField()
     data_shape = serializers.DictField()
+    schema = serializers.DictField(
+        help_text="The JSON Schema (Draft 2020-12) the event's data must match: POST /ui/api/events refuses data "
+        "that does not, naming the path."
+    )
     sample = serializers.DictField()

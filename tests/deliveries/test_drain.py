@@ -116,7 +116,7 @@ def _subscriptions(tenant, other_tenant, receiver) -> list[str]:
 def test_emit_fans_out_to_enabled_subscribed_webhooks_only(tenant, other_tenant, receiver, redis_client):
     expected = _subscriptions(tenant, other_tenant, receiver)
 
-    event = emit(tenant.organization, "threat.detected", {"threat_id": "thr_1"})
+    event = emit(tenant.organization, "threat.detected", {"threat_id": "thr_1", "severity": "low"})
 
     assert sorted(Delivery.objects.filter(event_id=event.id).values_list("webhook_id", flat=True)) == expected
 
