@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -26,9 +27,11 @@ from dashboard.access import member_required, render_page, secure_headers
 from dashboard.forms import (
     DeliveryFilterForm,
     EmailLoginForm,
+    RotateSecretForm,
     SendTestEventForm,
     WebhookCreateForm,
     WebhookEditForm,
+    duration_text,
     event_options,
 )
 from dashboard.history import history_page
@@ -158,6 +161,7 @@ def webhook_detail(request: HttpRequest, webhook_id: str) -> HttpResponse:
         "webhook": webhook,
         "secret": reveal.take(request, kind=SECRET_REVEAL, object_id=webhook.id),
         "previous_secret_until": webhook.previous_secret_until(),
+        "overlap": duration_text(settings.WEBHOOK_SECRET_OVERLAP),
         "day": window_stats(webhook, DAY),
         "week": window_stats(webhook, WEEK),
         "charts": [
@@ -211,8 +215,21 @@ def webhook_set_enabled(request: HttpRequest, webhook_id: str, enabled: bool) ->
 @require_POST
 def webhook_rotate_secret(request: HttpRequest, webhook_id: str) -> HttpResponse:
     webhook = webhook_get(request.organization, webhook_id)
-    secret = webhook_services.webhook_rotate_secret(webhook=webhook)
+    form = RotateSecretForm(data=request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose whether the old secret keeps signing for a while or stops now.")
+        return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
+    secret = webhook_services.webhook_rotate_secret(webhook=webhook, expire_previous_in=form.expire_previous_in())
     reveal.hand_over(request, kind=SECRET_REVEAL, object_id=webhook.id, secret=secret, rotated=True)
+    return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
+
+
+@member_required
+@require_POST
+def webhook_expire_previous_secret(request: HttpRequest, webhook_id: str) -> HttpResponse:
+    webhook = webhook_get(request.organization, webhook_id)
+    webhook_services.webhook_expire_previous_secret(webhook=webhook)
+    messages.success(request, "The old secret no longer signs: the new one signs every delivery from now on.")
     return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
 
 

@@ -196,9 +196,10 @@ class WebhookAdmin(admin.ModelAdmin):
         hours = settings.WEBHOOK_SECRET_OVERLAP / 3600
         self.message_user(
             request,
-            f"Rotated the signing secret of {len(webhooks)} webhook(s). The new secret is not shown anywhere; the "
-            f"previous one keeps signing for {hours:g} h. The organization gets a secret it can read by rotating "
-            "again through the API (POST /ui/api/webhooks/{id}/rotate-secret).",
+            f"Rotated the signing secret of {len(webhooks)} webhook(s). The new secret is not shown anywhere; for "
+            f"{hours:g} h the previous one keeps signing X-CyberCage-Signature (and webhook-signature beside the new "
+            "one), so receivers keep verifying. The organization gets a secret it can read by rotating again through "
+            "the API (POST /ui/api/webhooks/{id}/rotate-secret) or the dashboard.",
             messages.SUCCESS,
         )
 

@@ -208,6 +208,7 @@ def _handler(receiver_ref: list[Receiver]):
                 receiver.requests.append(
                     Received(path=self.path, headers=dict(self.headers.items()), body=body, at=time.time())
                 )
+            self.received_body = body  # for a ``responses`` callable that checks it
             response = receiver.responses.get(self.path, 200)
             status, headers, payload = (response, {}, b"ok") if isinstance(response, int) else response(self)
             self.send_response(status)

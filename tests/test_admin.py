@@ -20,6 +20,7 @@ from deliveries.services import delivery_send_test
 from events.models import Event
 from webhooks import crypto
 from webhooks.models import ApiKey, Webhook
+from webhooks.signing_keys import SigningSecrets
 
 pytestmark = pytest.mark.django_db
 
@@ -163,7 +164,7 @@ def test_webhook_actions_disable_enable_send_test_and_rotate(operator, tenant):
     webhook.refresh_from_db()
     new_secret = crypto.decrypt(webhook.secret_encrypted)
     assert new_secret != created.secret
-    assert webhook.signing_secrets() == [new_secret, created.secret]  # the overlap
+    assert webhook.signing_secrets() == SigningSecrets(documented=created.secret, standard=(new_secret, created.secret))
     page = rotated.content.decode()
     assert new_secret not in page
     assert any("Rotated the signing secret of 1 webhook(s)" in m for m in messages_of(rotated))

@@ -9,9 +9,15 @@ from rest_framework import serializers
 
 from events import catalogue
 from webhooks.destinations import MAX_URL_LENGTH, UrlRefused, check_url
-from webhooks.models import Webhook
+from webhooks.models import MAX_SECRET_OVERLAP_SECONDS, Webhook
 from webhooks.signing_keys import SECRET_PREFIX, standard_key
-from webhooks_project.serializers import BoundedListField, StrictBooleanField, StrictCharField, StrictSerializer
+from webhooks_project.serializers import (
+    BoundedListField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    StrictSerializer,
+)
 
 MIN_SECRET_LENGTH = 12
 MAX_SECRET_LENGTH = 255
@@ -60,6 +66,13 @@ class WebhookSerializer(serializers.ModelSerializer):
     disabled_reason_code = serializers.ChoiceField(
         source="disabled_reason", choices=["", *Webhook.DisabledReason.values], read_only=True
     )
+    previous_secret_expires_at = serializers.DateTimeField(
+        source="previous_secret_until",
+        read_only=True,
+        allow_null=True,
+        help_text="During a secret rotation's overlap, when the previous secret stops signing (until then it signs "
+        "X-CyberCage-Signature, and webhook-signature carries both); null when no previous secret signs.",
+    )
 
     class Meta:
         model = Webhook
@@ -71,6 +84,7 @@ class WebhookSerializer(serializers.ModelSerializer):
             "description",
             "disabled_reason",
             "disabled_reason_code",
+            "previous_secret_expires_at",
             "created_at",
             "updated_at",
         ]
@@ -149,8 +163,23 @@ class WebhookUpdateSerializer(StrictSerializer):
         return super().to_internal_value(data)
 
 
+OVERLAP_RANGE = (
+    f"Must be 0 to {MAX_SECRET_OVERLAP_SECONDS} seconds ({MAX_SECRET_OVERLAP_SECONDS // 86400} days); "
+    "0 stops using the old secret now."
+)
+
+
 class RotateSecretSerializer(StrictSerializer):
     secret = _secret_field()
+    expire_previous_in = StrictIntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_SECRET_OVERLAP_SECONDS,
+        error_messages={"min_value": OVERLAP_RANGE, "max_value": OVERLAP_RANGE},
+        help_text="Seconds the previous secret keeps signing X-CyberCage-Signature (and webhook-signature beside the "
+        "new one), so receivers not yet updated keep verifying. Default WEBHOOK_SECRET_OVERLAP; 0 switches both "
+        "headers to the new secret at once (a leaked secret).",
+    )
 
 
 class EventTypeSerializer(serializers.Serializer):

@@ -267,7 +267,8 @@ WEBHOOK_ALLOWED_NETWORKS = [
 WEBHOOK_HTTPS_ONLY = _env_bool("WEBHOOK_HTTPS_ONLY", False)
 # Key for secrets at rest; when empty one is derived from SECRET_KEY.
 WEBHOOK_ENCRYPTION_KEY = _env("WEBHOOK_ENCRYPTION_KEY", "")
-# After a rotation the previous secret keeps signing alongside the new one this long.
+# After a rotation the previous secret keeps signing X-CyberCage-Signature (and webhook-signature
+# beside the new one) this long, unless the rotation says otherwise: receivers have time to move.
 WEBHOOK_SECRET_OVERLAP = _env_int("WEBHOOK_SECRET_OVERLAP", 24 * 3600)
 # Whether emit() (every door in) refuses event data that breaks its type's JSON Schema, built
 # from the catalogue ("enforce"), or lets it through unchecked ("off": for a producer that
