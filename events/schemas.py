@@ -23,6 +23,7 @@ from typing import Any
 from jsonschema_rs import Draft202012Validator, ValidationError, ValidationErrorKind
 
 from events import catalogue
+from events.encoding import json_type_name
 
 __all__ = ["DIALECT", "data_errors", "data_schema"]
 
@@ -100,26 +101,12 @@ def _problem(error: ValidationError) -> tuple[str, int, Callable[[], str]]:
         return f"{where}.{kind.property}", 0, lambda: "This field is required."
     if isinstance(kind, ValidationErrorKind.Type):
         expected = " or ".join(_EXPECTED.get(name, name) for name in kind.types)
-        return where, 0, lambda: f"Must be {expected}, not {_kind(error.instance)}."
+        return where, 0, lambda: f"Must be {expected}, not {json_type_name(error.instance)}."
     if isinstance(kind, ValidationErrorKind.Enum):
         choices = ", ".join(str(choice) for choice in kind.options)
         return where, 1, lambda: f"{_quoted(error.instance)} is not one of {choices}"
     # No other keyword is in these schemas; the library's own words, should one be added.
     return where, 1, lambda: error.message
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    return "a number"
 
 
 def _quoted(value: Any) -> str:

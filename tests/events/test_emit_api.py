@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import api_client
+from conftest import DOCUMENT_EXAMPLES, api_client
 from django.conf import settings
 
 from events.models import Event
@@ -13,15 +13,7 @@ from events.models import Event
 pytestmark = pytest.mark.django_db
 
 
-THREAT = {
-    "threat_id": "thr_xyz789",
-    "severity": "high",
-    "type": "data_exfiltration",
-    "description": "Attempted to access sensitive API keys",
-    "agent": {"id": "agt_def456", "hostname": "john-laptop", "user": "user@example.com"},
-    "mcp_server": {"name": "custom-server", "command": "node server.js"},
-    "details": {"tool": "filesystem_read", "path": "/home/user/.env", "blocked": True},
-}
+THREAT = DOCUMENT_EXAMPLES["threat.detected"]
 
 
 def _emit(api, body, **headers):

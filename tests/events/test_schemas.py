@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import DOCUMENT_EXAMPLES, ROOT
 from django.core.management import CommandError, call_command
 from jsonschema import Draft202012Validator
 
@@ -19,25 +19,6 @@ from events.schemas import DIALECT, data_errors, data_schema
 from events.services import EmitError
 
 REQUIRED = "This field is required."
-# The product document's two payload examples, verbatim.
-DOCUMENT_EXAMPLES = {
-    "threat.detected": {
-        "threat_id": "thr_xyz789",
-        "severity": "high",
-        "type": "data_exfiltration",
-        "description": "Attempted to access sensitive API keys",
-        "agent": {"id": "agt_def456", "hostname": "john-laptop", "user": "user@example.com"},
-        "mcp_server": {"name": "custom-server", "command": "node server.js"},
-        "details": {"tool": "filesystem_read", "path": "/home/user/.env", "blocked": True},
-    },
-    "server.approved": {
-        "server_id": "srv_ghi789",
-        "name": "github",
-        "identity_hash": "7f8e9d6c5a4b3e2f1a0b9c8d7e6f5a4b3c2d1e0f",
-        "approved_by": "admin@example.com",
-        "application": "Claude Desktop",
-    },
-}
 
 
 @pytest.mark.parametrize("event_type", catalogue.names())
