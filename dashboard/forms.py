@@ -150,6 +150,30 @@ class DeliveryFilterForm(forms.Form):
     after = forms.RegexField(regex=DELIVERY_ID_PATTERN, required=False, widget=forms.HiddenInput)
 
 
+def duration_text(seconds: int) -> str:
+    """A duration as the pages say it: "24 hours", "7 days", "90 minutes", "45 seconds"."""
+    units = [("day", 86400), ("hour", 3600), ("minute", 60)]
+    for name, size in units:
+        # Whole days from two on; a day is said in hours, as people say it of a deadline.
+        if seconds % size == 0 and seconds >= (2 * size if name == "day" else size):
+            count = seconds // size
+            return f"{count} {name}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+class RotateSecretForm(forms.Form):
+    """Rotate's two choices: the old secret keeps signing X-CyberCage-Signature for
+    WEBHOOK_SECRET_OVERLAP (the default, also when no choice is posted), or stops now."""
+
+    KEEP = "keep"
+    STOP = "stop"
+    previous = forms.ChoiceField(choices=[(KEEP, KEEP), (STOP, STOP)], required=False)
+
+    def expire_previous_in(self) -> int | None:
+        """``webhook_rotate_secret``'s argument: None for the default overlap, 0 for none."""
+        return 0 if self.cleaned_data["previous"] == self.STOP else None
+
+
 class SendTestEventForm(forms.Form):
     event = forms.ChoiceField(
         label="Event type", choices=lambda: [(n, n) for n in catalogue.names()], initial="test.ping"

@@ -21,6 +21,11 @@ urlpatterns = [
     path(f"{WEBHOOK}/enable", views.webhook_set_enabled, {"enabled": True}, name="webhook-enable"),
     path(f"{WEBHOOK}/disable", views.webhook_set_enabled, {"enabled": False}, name="webhook-disable"),
     path(f"{WEBHOOK}/rotate-secret", views.webhook_rotate_secret, name="webhook-rotate-secret"),
+    path(
+        f"{WEBHOOK}/expire-previous-secret",
+        views.webhook_expire_previous_secret,
+        name="webhook-expire-previous-secret",
+    ),
     path(f"{WEBHOOK}/delete", views.webhook_delete, name="webhook-delete"),
     path(f"{WEBHOOK}/deliveries/<str:delivery_id>", views.delivery_detail, name="delivery-detail"),
     path(f"{WEBHOOK}/deliveries/<str:delivery_id>/retry", views.delivery_retry, name="delivery-retry"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -26,9 +27,11 @@ from dashboard.access import member_required, render_page, secure_headers
 from dashboard.forms import (
     DeliveryFilterForm,
     EmailLoginForm,
+    RotateSecretForm,
     SendTestEventForm,
     WebhookCreateForm,
     WebhookEditForm,
+    duration_text,
     event_options,
 )
 from dashboard.history import history_page
@@ -158,6 +161,7 @@ def webhook_detail(request: HttpRequest, webhook_id: str) -> HttpResponse:
         "webhook": webhook,
         "secret": reveal.take(request, kind=SECRET_REVEAL, object_id=webhook.id),
         "previous_secret_until": webhook.previous_secret_until(),
+        "overlap": duration_text(settings.WEBHOOK_SECRET_OVERLAP),
         "day": window_stats(webhook, DAY),
         "week": window_stats(webhook, WEEK),
         "charts": [
@@ -188,8 +192,12 @@ def webhook_send_test(request: HttpRequest, webhook_id: str) -> HttpResponse:
     form = SendTestEventForm(data=request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a known event type to send.")
-    else:
+        return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
+    try:
         delivery = services.delivery_send_test(webhook=webhook, event_type=form.cleaned_data["event"])
+    except Conflict as exc:
+        messages.error(request, exc.message)
+    else:
         messages.success(request, f"Test event {delivery.event_type} queued as delivery {delivery.id}.")
     return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
 
@@ -207,8 +215,21 @@ def webhook_set_enabled(request: HttpRequest, webhook_id: str, enabled: bool) ->
 @require_POST
 def webhook_rotate_secret(request: HttpRequest, webhook_id: str) -> HttpResponse:
     webhook = webhook_get(request.organization, webhook_id)
-    secret = webhook_services.webhook_rotate_secret(webhook=webhook)
+    form = RotateSecretForm(data=request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose whether the old secret keeps signing for a while or stops now.")
+        return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
+    secret = webhook_services.webhook_rotate_secret(webhook=webhook, expire_previous_in=form.expire_previous_in())
     reveal.hand_over(request, kind=SECRET_REVEAL, object_id=webhook.id, secret=secret, rotated=True)
+    return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
+
+
+@member_required
+@require_POST
+def webhook_expire_previous_secret(request: HttpRequest, webhook_id: str) -> HttpResponse:
+    webhook = webhook_get(request.organization, webhook_id)
+    webhook_services.webhook_expire_previous_secret(webhook=webhook)
+    messages.success(request, "The old secret no longer signs: the new one signs every delivery from now on.")
     return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
 
 
@@ -231,11 +252,14 @@ def webhook_delete(request: HttpRequest, webhook_id: str) -> HttpResponse:
 def delivery_detail(request: HttpRequest, webhook_id: str, delivery_id: str) -> HttpResponse:
     webhook = webhook_get(request.organization, webhook_id)
     delivery = selectors.delivery_get(webhook, delivery_id)
+    attempts = selectors.attempts_of(delivery)
     context = {
         "webhook": webhook,
         "delivery": delivery,
         "envelope": pretty(delivery.event.envelope),
-        "attempts": selectors.attempts_of(delivery),
+        "attempts": attempts,
+        # "Last response" is the last attempt's, never a reason the delivery was not attempted.
+        "last_attempt": attempts[-1] if attempts else None,
     }
     return render_page(request, "dashboard/delivery_detail.html", context)
 
@@ -245,6 +269,10 @@ def delivery_detail(request: HttpRequest, webhook_id: str, delivery_id: str) -> 
 def delivery_retry(request: HttpRequest, webhook_id: str, delivery_id: str) -> HttpResponse:
     webhook = webhook_get(request.organization, webhook_id)
     delivery = selectors.delivery_get(webhook, delivery_id)
-    services.delivery_retry(delivery=delivery)
-    messages.success(request, "Retry queued: a new attempt will appear below.")
+    try:
+        services.delivery_retry(delivery=delivery)
+    except Conflict as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Retry queued: a new attempt will appear below.")
     return redirect("dashboard:delivery-detail", webhook_id=webhook.id, delivery_id=delivery.id)

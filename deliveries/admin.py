@@ -26,6 +26,7 @@ from events.admin import LargeTablePaginator
 from events.encoding import pretty
 from webhooks import services as webhook_services
 from webhooks.models import Webhook
+from webhooks_project.exceptions import Conflict
 
 # The window of the webhook list's health columns.
 HEALTH_WINDOW = timedelta(hours=24)
@@ -178,17 +179,14 @@ class WebhookAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send a test event (test.ping)", permissions=["change"])
     def send_test_event(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
-        sent, skipped = [], []
+        sent = []
         for webhook in queryset:
-            if not webhook.enabled:
-                skipped.append(webhook.id)
-                continue
-            delivery = services.delivery_send_test(webhook=webhook, event_type="test.ping")
-            sent.append(delivery.id)
+            try:
+                sent.append(services.delivery_send_test(webhook=webhook, event_type="test.ping").id)
+            except Conflict as exc:  # disabled: the service's message says what to do
+                self.message_user(request, exc.message, messages.WARNING)
         if sent:
             self.message_user(request, f"Test event queued: delivery {', '.join(sent)}.", messages.SUCCESS)
-        if skipped:
-            self.message_user(request, f"Not sent to disabled webhook(s): {', '.join(skipped)}.", messages.WARNING)
 
     @admin.action(description="Rotate signing secret", permissions=["change"])
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
@@ -198,9 +196,10 @@ class WebhookAdmin(admin.ModelAdmin):
         hours = settings.WEBHOOK_SECRET_OVERLAP / 3600
         self.message_user(
             request,
-            f"Rotated the signing secret of {len(webhooks)} webhook(s). The new secret is not shown anywhere; the "
-            f"previous one keeps signing for {hours:g} h. The organization gets a secret it can read by rotating "
-            "again through the API (POST /ui/api/webhooks/{id}/rotate-secret).",
+            f"Rotated the signing secret of {len(webhooks)} webhook(s). The new secret is not shown anywhere; for "
+            f"{hours:g} h the previous one keeps signing X-CyberCage-Signature (and webhook-signature beside the new "
+            "one), so receivers keep verifying. The organization gets a secret it can read by rotating again through "
+            "the API (POST /ui/api/webhooks/{id}/rotate-secret) or the dashboard.",
             messages.SUCCESS,
         )
 
@@ -291,15 +290,14 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry now", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        retried, skipped = 0, []
-        for delivery in queryset.select_related("webhook"):
-            if not delivery.webhook.enabled:
-                skipped.append(delivery.id)
-                continue
-            services.delivery_retry(delivery=delivery)
-            retried += 1
+        retried = 0
+        refused: dict[str, list[str]] = {}  # the service's message (one per webhook) -> deliveries
+        for delivery in queryset:
+            try:
+                services.delivery_retry(delivery=delivery)
+                retried += 1
+            except Conflict as exc:
+                refused.setdefault(exc.message, []).append(delivery.id)
         self.message_user(request, f"Retrying {retried} delivery(ies) now.", messages.SUCCESS)
-        if skipped:
-            self.message_user(
-                request, f"Not retried (webhook disabled): {', '.join(skipped)}. Enable it first.", messages.WARNING
-            )
+        for message, delivery_ids in refused.items():
+            self.message_user(request, f"Not retried: {', '.join(delivery_ids)}. {message}", messages.WARNING)

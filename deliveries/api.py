@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -56,8 +58,12 @@ class DeliveryDetailView(APIView):
         return Response(DeliveryDetailSerializer(delivery).data)
 
 
+# Retry, recover and test events refuse a disabled webhook (deliveries.services).
+DISABLED_CONFLICT = OpenApiResponse(ErrorSerializer, description="The webhook is disabled: enable it first.")
+
+
 class DeliveryRetryView(APIView):
-    @extend_schema(request=None, responses={202: DeliverySerializer})
+    @extend_schema(request=None, responses={202: DeliverySerializer, 409: DISABLED_CONFLICT})
     def post(self, request: Request, webhook_id: str, delivery_id: str) -> Response:
         webhook = webhook_get(request.user.organization, webhook_id)
         delivery = selectors.delivery_get(webhook, delivery_id)
@@ -68,7 +74,10 @@ class DeliveryRetryView(APIView):
 class WebhookRecoverView(APIView):
     @extend_schema(
         request=RecoverSerializer,
-        responses={202: inline_serializer("RecoverAccepted", {"recovering": serializers.IntegerField()})},
+        responses={
+            202: inline_serializer("RecoverAccepted", {"recovering": serializers.IntegerField()}),
+            409: DISABLED_CONFLICT,
+        },
     )
     def post(self, request: Request, webhook_id: str) -> Response:
         webhook = webhook_get(request.user.organization, webhook_id)
@@ -81,12 +90,22 @@ class WebhookRecoverView(APIView):
 class TestEventView(APIView):
     @extend_schema(
         request=TestEventSerializer,
-        responses={202: DeliverySerializer, 404: OpenApiResponse(ErrorSerializer, description="No such webhook.")},
+        responses={
+            202: DeliverySerializer,
+            404: OpenApiResponse(ErrorSerializer, description="No such webhook."),
+            409: DISABLED_CONFLICT,
+        },
     )
     def post(self, request: Request) -> Response:
         body = TestEventSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        webhook = webhook_get(request.user.organization, body.validated_data["webhook_id"])
+        webhook_id = body.validated_data["webhook_id"]
+        try:
+            webhook = webhook_get(request.user.organization, webhook_id)
+        except Http404:
+            # The id came in the body, not the path: say which field named nothing.
+            message = f"No webhook {webhook_id!r} in this organization (GET /ui/api/webhooks lists them)."
+            raise NotFound({"webhook_id": [message]}) from None
         delivery = services.delivery_send_test(webhook=webhook, event_type=body.validated_data["event"])
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 

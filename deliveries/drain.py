@@ -26,7 +26,7 @@ from deliveries import concurrency, http, leases, metrics, ratelimit, schedule
 from deliveries.dispatch import wake
 from deliveries.leases import Claimed, Outcome
 from deliveries.models import Delivery
-from deliveries.signing import signed_headers
+from deliveries.signing import SigningSecrets, signed_headers
 from webhooks.models import Webhook
 from webhooks.services import webhook_disable
 from webhooks_project.redis import get_redis
@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 # When Redis (the rate limiter) cannot be reached, deliveries wait this long and try again.
 REDIS_DOWN_WAIT_SECONDS = 5.0
 # The error of a delivery that came due while its webhook was disabled (failed, not attempted).
-DISABLED_ERROR = "webhook disabled: not attempted"
 # Grants are used within this long of being given (the limiter's allowance for send lag).
 GRANT_HORIZON_SECONDS = ratelimit.SECOND_WINDOW_GUARD_MS / 1000 / 2
 # A drain claims what it can send in about this long; more waiting at a receiver slower than
@@ -129,7 +128,12 @@ def _fail_due_while_disabled(webhook_id: str) -> int:
     return (
         Delivery.objects.due()
         .filter(webhook_id=webhook_id)
-        .update(status=Delivery.Status.FAILED, next_attempt_at=None, last_error=DISABLED_ERROR, lease_until=None)
+        .update(
+            status=Delivery.Status.FAILED,
+            next_attempt_at=None,
+            last_error=Delivery.NOT_ATTEMPTED_DISABLED,
+            lease_until=None,
+        )
     )
 
 
@@ -148,7 +152,6 @@ def _drain_with_slot(webhook: Webhook) -> DrainOutcome:
     # One loop of claim, send, give back, record: a little over the usual length, since
     # splitting it would scatter the state that carries from one batch to the next.
     webhook_id = webhook.id
-    secrets = webhook.signing_secrets()
     grants = RateGrants(webhook.organization_id)
     budget_end = time.monotonic() + settings.WEBHOOK_DRAIN_SECONDS
     sent_total = 0
@@ -166,6 +169,8 @@ def _drain_with_slot(webhook: Webhook) -> DrainOutcome:
         if len(claimed) == limit < settings.WEBHOOK_BATCH_SIZE and send_seconds is not None:
             # A slow receiver with more waiting: another drain beside this one (if a slot is free).
             wake(webhook_id, coalesce=False)
+        # Read per batch: a rotation's overlap that ends mid-drain ends for the next batch.
+        secrets = webhook.signing_secrets()
         sent: list[Sent] = []
         wait: float | None = None  # set when the rate limiter (or Redis being down) stops us
         for index, item in enumerate(claimed):
@@ -256,7 +261,7 @@ def _earliest(a: float | None, b: float | None) -> float | None:
     return min(a, b)
 
 
-def _send(item: Claimed, webhook: Webhook, secrets: list[str]) -> Sent:
+def _send(item: Claimed, webhook: Webhook, secrets: SigningSecrets) -> Sent:
     headers = signed_headers(delivery_id=item.id, event_type=item.event_type, body=item.body, secrets=secrets)
     requested_at = timezone.now()
     result = http.post(webhook.url, item.body, headers)

@@ -33,6 +33,9 @@ class Delivery(models.Model):
         FAILED = "failed"
 
     OPEN_STATUSES = (Status.PENDING, Status.RETRYING)
+    # The last error of a delivery that came due while its webhook was disabled: it was not
+    # attempted, so it says nothing about the receiver (unlike every other last error).
+    NOT_ATTEMPTED_DISABLED = "webhook disabled: not attempted"
 
     id = models.CharField(primary_key=True, max_length=40, default=partial(new_id, "dlv"), editable=False)
     # Denormalized from the webhook so that scoping and rate limiting need no join. Not indexed:
@@ -82,6 +85,11 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.event_type} {self.status}"
+
+    @property
+    def not_attempted_reason(self) -> str:
+        """Why the delivery ended without an attempt; empty when its last error is an attempt's."""
+        return self.last_error if self.last_error == self.NOT_ATTEMPTED_DISABLED else ""
 
 
 # What "due" means (DeliveryQuerySet.due) for the readers written in SQL — the drain's claim,

@@ -7,8 +7,10 @@ Two schemes are produced side by side:
   ``JSON.stringify(payload)``, which equals the body only because bodies are serialized
   with ``events.encoding.js_dumps``;
 * the Standard Webhooks ``webhook-signature`` header (https://www.standardwebhooks.com),
-  which signs ``"{id}.{timestamp}.{body}"`` and carries one entry per active secret so
-  receivers keep verifying during a secret rotation.
+  which signs ``"{id}.{timestamp}.{body}"`` and carries one entry per active secret.
+
+During a rotation's overlap ``X-CyberCage-Signature`` is the previous secret's and
+``webhook-signature`` carries both (``SigningSecrets``), so no receiver breaks until the switch.
 
 Always sign the exact bytes that are sent. ``signed_headers`` puts both on one attempt, with
 the documented headers. Pure module: no Django imports (the receivers' dependency-free
@@ -26,10 +28,11 @@ from datetime import UTC, datetime
 from events.encoding import iso_timestamp
 
 # How a secret becomes the key is the webhooks app's rule: it refuses secrets that cannot sign.
-from webhooks.signing_keys import SECRET_PREFIX, standard_key
+from webhooks.signing_keys import SECRET_PREFIX, SigningSecrets, standard_key
 
 __all__ = [
     "SECRET_PREFIX",
+    "SigningSecrets",
     "documented_signature",
     "signed_headers",
     "standard_key",
@@ -61,7 +64,7 @@ def standard_signature(secrets: Sequence[str], msg_id: str, timestamp: int, body
     )
 
 
-def signed_headers(*, delivery_id: str, event_type: str, body: bytes, secrets: list[str]) -> dict[str, str]:
+def signed_headers(*, delivery_id: str, event_type: str, body: bytes, secrets: SigningSecrets) -> dict[str, str]:
     """The documented headers plus Standard Webhooks', for one attempt.
 
     ``http.post`` adds the ``User-Agent`` (WEBHOOK_USER_AGENT) to every request.
@@ -70,11 +73,11 @@ def signed_headers(*, delivery_id: str, event_type: str, body: bytes, secrets: l
     unix = int(now.timestamp())
     return {
         "Content-Type": "application/json",
-        "X-CyberCage-Signature": documented_signature(secrets[0], body),
+        "X-CyberCage-Signature": documented_signature(secrets.documented, body),
         "X-CyberCage-Event": event_type,
         "X-CyberCage-Delivery-ID": delivery_id,
         "X-CyberCage-Timestamp": iso_timestamp(now),
         "webhook-id": delivery_id,
         "webhook-timestamp": str(unix),
-        "webhook-signature": standard_signature(secrets, delivery_id, unix, body),
+        "webhook-signature": standard_signature(secrets.standard, delivery_id, unix, body),
     }

@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deliveries.signing import documented_signature, standard_key
@@ -34,7 +34,7 @@ class VerificationError(Exception):
 def verify(
     body: bytes,
     headers: Mapping[str, str],
-    secret: str,
+    secrets: str | Sequence[str],
     *,
     tolerance: int = DEFAULT_TOLERANCE_SECONDS,
     now: float | None = None,
@@ -43,7 +43,8 @@ def verify(
     """Verify a delivery over its RAW body and return the parsed payload.
 
     Pass the body bytes exactly as received, before any JSON parsing. Header names are
-    matched case-insensitively. Rules:
+    matched case-insensitively. ``secrets`` is every secret the receiver holds: one, or the old
+    and the new while it moves through a rotation; a signature by any of them will do. Rules:
 
     * The Standard Webhooks headers (``webhook-id``, ``webhook-timestamp``,
       ``webhook-signature``) must all be present, the timestamp within ``tolerance`` seconds
@@ -52,13 +53,17 @@ def verify(
       cannot be replayed after ``tolerance``, and deleting the headers does not help: a
       delivery without them is refused.
     * If ``X-CyberCage-Signature`` is present, it must equal ``sha256=<hex HMAC>`` of the
-      body too.
+      body too (during a rotation's overlap it is the previous secret's: keep that one until
+      the switch).
     * With ``allow_documented_only=True`` a delivery carrying only ``X-CyberCage-Signature``
       is accepted on that signature. It has no timestamp, so such a delivery could be a
       replay: ask for this only for senders that do not send the Standard Webhooks headers.
 
     Raises VerificationError with the reason otherwise.
     """
+    held = [secrets] if isinstance(secrets, str) else list(secrets)
+    if not held:
+        raise ValueError("verify needs at least one secret")
     lowered = {name.lower(): value for name, value in headers.items()}
     has_standard = any(name in lowered for name in STANDARD_HEADERS)
     documented = lowered.get(DOCUMENTED_HEADER)
@@ -75,18 +80,20 @@ def verify(
                 "allow_documented_only=True, webhook_listen --documented-only)"
             )
     else:
-        _verify_standard(body, lowered, secret, tolerance, time.time() if now is None else now)
+        _verify_standard(body, lowered, held, tolerance, time.time() if now is None else now)
     if documented is not None:
-        expected = documented_signature(secret, body).encode("ascii")
-        if not hmac.compare_digest(documented.strip().encode("utf-8"), expected):
-            raise VerificationError("X-CyberCage-Signature does not match the body")
+        given = documented.strip().encode("utf-8")
+        # Every secret is compared, so the time taken does not say which one matched.
+        matches = [hmac.compare_digest(given, documented_signature(secret, body).encode("ascii")) for secret in held]
+        if not any(matches):
+            raise VerificationError("X-CyberCage-Signature does not match the body with any of the secrets")
     try:
         return parse_json_object(body)
     except ValueError as exc:
         raise VerificationError(f"Body is not a JSON object: {exc}") from None
 
 
-def _verify_standard(body: bytes, headers: dict[str, str], secret: str, tolerance: int, now: float) -> None:
+def _verify_standard(body: bytes, headers: dict[str, str], secrets: list[str], tolerance: int, now: float) -> None:
     missing = [name for name in STANDARD_HEADERS if not headers.get(name)]
     if missing:
         raise VerificationError(f"Missing Standard Webhooks header(s): {', '.join(missing)}")
@@ -102,11 +109,11 @@ def _verify_standard(body: bytes, headers: dict[str, str], secret: str, toleranc
         raise VerificationError("webhook-timestamp is too far in the future (check the clock)")
 
     try:
-        key = standard_key(secret)
+        keys = [standard_key(secret) for secret in secrets]
     except ValueError as exc:
         raise VerificationError(f"Unusable secret: {exc}") from None
     signed = f"{msg_id}.{timestamp_text}.".encode() + body
-    expected = hmac.new(key, signed, hashlib.sha256).digest()
+    expected = [hmac.new(key, signed, hashlib.sha256).digest() for key in keys]
     for entry in headers["webhook-signature"].split():
         version, _, encoded = entry.partition(",")
         if version != "v1":
@@ -116,6 +123,6 @@ def _verify_standard(body: bytes, headers: dict[str, str], secret: str, toleranc
             candidate = base64.b64decode(encoded, validate=True)
         except binascii.Error:
             continue
-        if hmac.compare_digest(candidate, expected):
+        if any([hmac.compare_digest(candidate, digest) for digest in expected]):
             return
-    raise VerificationError("No webhook-signature entry matches the body and secret")
+    raise VerificationError("No webhook-signature entry matches the body and any of the secrets")

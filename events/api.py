@@ -21,7 +21,7 @@ class JsonObjectField(serializers.Field):
     """A JSON object, taken as parsed: emit() checks what it holds and serializes it once.
     (DRF's JSONField would serialize it a first time only to see that it can be.)"""
 
-    default_error_messages = {"invalid": "data must be a JSON object."}
+    default_error_messages = {"invalid": "Must be a JSON object."}
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -58,5 +58,5 @@ class EventCreateView(APIView):
                 idempotency_key=request.headers.get("Idempotency-Key"),
             )
         except services.EmitError as exc:
-            raise serializers.ValidationError({exc.field: [exc.message]}) from exc
+            raise serializers.ValidationError(exc.fields) from exc
         return Response({"id": event.id}, status=status.HTTP_202_ACCEPTED)

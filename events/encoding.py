@@ -284,7 +284,7 @@ def parse_json_object(text: str | bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         # ValueError, not TypeError: callers handle every payload problem the same way.
         raise ValueError(  # noqa: TRY004
-            f"Payload must be a JSON object ({{...}}), got {_json_type_name(value)}"
+            f"Payload must be a JSON object ({{...}}), got {json_type_name(value)}"
         )
     check_json_value(value)
     return value
@@ -457,7 +457,10 @@ def _key_path(path: str, key: str) -> str:
     return f"{path}[{json.dumps(key)}]"
 
 
-def _json_type_name(value: Any) -> str:
+def json_type_name(value: Any) -> str:
+    """What a parsed JSON value is, for a message: "an object", "an array", ..., "null"."""
+    if isinstance(value, dict):
+        return "an object"
     if isinstance(value, list):
         return "an array"
     if isinstance(value, str):

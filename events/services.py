@@ -1,8 +1,9 @@
 """``emit()``: the one door in for producers (``from events import emit``).
 
 ``build_event`` validates and serializes an event without storing it (test events use it
-too). Storing the event's deliveries is the delivery app's part, registered in
-``events.hooks``.
+too): every door in — ``emit()``, ``POST /ui/api/events``, ``emit_event`` — passes through it, so
+each refuses the same data. Storing the event's deliveries is the delivery app's part,
+registered in ``events.hooks``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from events import catalogue
+from events import catalogue, schemas
 from events.encoding import check_json_value, iso_timestamp, js_dumps
 from events.hooks import EventStatement, registered_fan_out
 from events.models import Event
@@ -35,12 +36,18 @@ _FREE_OLD_KEY_SQL = (
 
 
 class EmitError(ValueError):
-    """The event was refused; nothing was stored. ``field`` names the offending input."""
+    """The event was refused; nothing was stored. ``field`` names the offending input, and
+    ``fields`` every one at fault (``{"data.severity": [message]}``), ``field`` first."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, fields: dict[str, list[str]] | None = None) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.fields = fields or {field: [message]}
+
+
+# The WEBHOOK_EVENT_VALIDATION that lets data through unchecked (settings.py allows it and "enforce").
+VALIDATION_OFF = "off"
 
 
 # The envelope adds id, type, timestamp and organization around ``data``.
@@ -50,13 +57,14 @@ _ENVELOPE_ALLOWANCE = 512
 def build_event(org_id: str, event_type: str, data: dict[str, Any]) -> Event:
     """Validate and serialize an event, unsaved: its payload is the exact body to send."""
     if not catalogue.is_known(event_type):
-        raise EmitError("event", f"Unknown event type {event_type!r}. Valid types: {', '.join(catalogue.names())}.")
+        raise EmitError("event", catalogue.unknown_type_message(event_type))
     if not isinstance(data, dict):
-        raise EmitError("data", "data must be a JSON object.")
+        raise EmitError("data", "Must be a JSON object.")
     try:
         check_json_value(data, max_depth=settings.JSON_MAX_DEPTH)
     except ValueError as exc:
         raise EmitError("data", str(exc)) from exc
+    check_data(event_type, data)
     now = timezone.now()
     event_id = new_id("evt")
     envelope = {
@@ -70,6 +78,17 @@ def build_event(org_id: str, event_type: str, data: dict[str, Any]) -> Event:
     if len(payload.encode("utf-8")) > settings.WEBHOOK_MAX_PAYLOAD_BYTES + _ENVELOPE_ALLOWANCE:
         raise EmitError("data", f"The payload exceeds {settings.WEBHOOK_MAX_PAYLOAD_BYTES} bytes.")
     return Event(id=event_id, organization_id=org_id, type=event_type, payload=payload, created_at=now)
+
+
+def check_data(event_type: str, data: dict[str, Any]) -> None:
+    """Raise EmitError naming each path where ``data`` breaks the type's JSON Schema
+    (``events.schemas``), unless WEBHOOK_EVENT_VALIDATION is off."""
+    if settings.WEBHOOK_EVENT_VALIDATION == VALIDATION_OFF:
+        return
+    errors = schemas.data_errors(event_type, data)
+    if errors:
+        field, (message, *_) = next(iter(errors.items()))
+        raise EmitError(field, message, fields=errors)
 
 
 def emit(
@@ -86,7 +105,7 @@ def emit(
     """
     org_id = organization.id if isinstance(organization, Organization) else str(organization)
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
-        raise EmitError("idempotency_key", "Idempotency-Key must be 1 to 255 characters.")
+        raise EmitError("idempotency_key", "Must be 1 to 255 characters.")
     if idempotency_key:
         original = _recent_event(org_id, idempotency_key)
         if original is not None:

@@ -5,7 +5,8 @@ Standalone: Python 3.10+ standard library only. Run it, then point a CyberCage w
     WEBHOOK_SECRET=whsec_... SLACK_WEBHOOK_URL=https://hooks.slack.com/services/... \
         python examples/slack_forwarder.py
 
-Environment: WEBHOOK_SECRET (the webhook's signing secret), SLACK_WEBHOOK_URL (a Slack incoming
+Environment: WEBHOOK_SECRET (the webhook's signing secret; through a rotation, the new one, with
+the old one in WEBHOOK_PREVIOUS_SECRET until the switch), SLACK_WEBHOOK_URL (a Slack incoming
 webhook), PORT (default 3000; 0 picks a free port), HOST (default 127.0.0.1).
 """
 
@@ -21,7 +22,9 @@ import urllib.request
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-SECRET = os.environ["WEBHOOK_SECRET"]
+# Through a rotation: the new secret, and the old one until the switch (X-CyberCage-Signature
+# is signed with the old one until then, with the new one after).
+SECRETS = [secret for secret in (os.environ["WEBHOOK_SECRET"], os.environ.get("WEBHOOK_PREVIOUS_SECRET")) if secret]
 SLACK_WEBHOOK_URL = os.environ["SLACK_WEBHOOK_URL"]
 # CyberCage payloads are at most 1 MB; anything much larger is not a delivery.
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -30,13 +33,15 @@ FORWARD_TIMEOUT_SECONDS = 10
 SEEN_LIMIT = 10_000
 
 
-def signature_is_valid(raw_body: bytes, signature: str, secret: str) -> bool:
-    """X-CyberCage-Signature is ``sha256=`` + hex HMAC-SHA256 of the RAW body, keyed with the secret.
+def signature_is_valid(raw_body: bytes, signature: str, secrets: list[str]) -> bool:
+    """X-CyberCage-Signature is ``sha256=`` + hex HMAC-SHA256 of the RAW body, keyed with the secret:
+    valid if it is that of any of ``secrets``.
 
     Hash the bytes exactly as received: re-serialized JSON may differ from what was signed.
     """
-    expected = "sha256=" + hmac.new(secret.encode("utf-8"), raw_body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(signature.strip().encode("utf-8"), expected.encode("ascii"))
+    given = signature.strip().encode("utf-8")
+    expected = ["sha256=" + hmac.new(s.encode("utf-8"), raw_body, hashlib.sha256).hexdigest() for s in secrets]
+    return any([hmac.compare_digest(given, e.encode("ascii")) for e in expected])
 
 
 def slack_message(event: dict) -> dict | None:
@@ -92,7 +97,7 @@ class Handler(BaseHTTPRequestHandler):
         if not 0 < length <= MAX_BODY_BYTES:
             return self.answer(400, "a body with a Content-Length is required")
         raw_body = self.rfile.read(length)
-        if not signature_is_valid(raw_body, self.headers.get("X-CyberCage-Signature", ""), SECRET):
+        if not signature_is_valid(raw_body, self.headers.get("X-CyberCage-Signature", ""), SECRETS):
             return self.answer(401, "invalid signature")
         try:
             event = json.loads(raw_body)  # parse only after the raw bytes are verified

@@ -110,6 +110,26 @@ def make_delivery(
     return delivery
 
 
+# The product document's two payload examples, verbatim.
+DOCUMENT_EXAMPLES = {
+    "threat.detected": {
+        "threat_id": "thr_xyz789",
+        "severity": "high",
+        "type": "data_exfiltration",
+        "description": "Attempted to access sensitive API keys",
+        "agent": {"id": "agt_def456", "hostname": "john-laptop", "user": "user@example.com"},
+        "mcp_server": {"name": "custom-server", "command": "node server.js"},
+        "details": {"tool": "filesystem_read", "path": "/home/user/.env", "blocked": True},
+    },
+    "server.approved": {
+        "server_id": "srv_ghi789",
+        "name": "github",
+        "identity_hash": "7f8e9d6c5a4b3e2f1a0b9c8d7e6f5a4b3c2d1e0f",
+        "approved_by": "admin@example.com",
+        "application": "Claude Desktop",
+    },
+}
+
 # A dashboard user's password (create_member).
 PASSWORD = "correct horse battery staple"
 
@@ -208,6 +228,7 @@ def _handler(receiver_ref: list[Receiver]):
                 receiver.requests.append(
                     Received(path=self.path, headers=dict(self.headers.items()), body=body, at=time.time())
                 )
+            self.received_body = body  # for a ``responses`` callable that checks it
             response = receiver.responses.get(self.path, 200)
             status, headers, payload = (response, {}, b"ok") if isinstance(response, int) else response(self)
             self.send_response(status)

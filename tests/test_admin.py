@@ -20,6 +20,7 @@ from deliveries.services import delivery_send_test
 from events.models import Event
 from webhooks import crypto
 from webhooks.models import ApiKey, Webhook
+from webhooks.signing_keys import SigningSecrets
 
 pytestmark = pytest.mark.django_db
 
@@ -163,7 +164,7 @@ def test_webhook_actions_disable_enable_send_test_and_rotate(operator, tenant):
     webhook.refresh_from_db()
     new_secret = crypto.decrypt(webhook.secret_encrypted)
     assert new_secret != created.secret
-    assert webhook.signing_secrets() == [new_secret, created.secret]  # the overlap
+    assert webhook.signing_secrets() == SigningSecrets(documented=created.secret, standard=(new_secret, created.secret))
     page = rotated.content.decode()
     assert new_secret not in page
     assert any("Rotated the signing secret of 1 webhook(s)" in m for m in messages_of(rotated))
@@ -257,6 +258,35 @@ def test_delivery_retry_now_action_makes_it_due_again(operator, tenant):
     assert delivery.next_attempt_at is not None
     assert delivery.next_attempt_at <= timezone.now()
     assert "Retrying 1 delivery(ies) now." in messages_of(response)
+
+
+def test_delivery_retry_now_action_refuses_a_disabled_webhooks_deliveries_and_says_why(operator, tenant):
+    webhook = make_webhook(tenant.organization, "https://example.com/a").webhook
+    delivery = add_attempted_delivery(webhook, status="failed", http=500)
+    Webhook.objects.filter(id=webhook.id).update(enabled=False, disabled_reason=Webhook.DisabledReason.OPERATOR)
+
+    response = run_action(operator, "deliveries/delivery", "retry_now", [delivery.id])
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.next_attempt_at) == ("failed", None)
+    assert messages_of(response) == [
+        "Retrying 0 delivery(ies) now.",
+        f"Not retried: {delivery.id}. Webhook {webhook.id} is disabled (disabled by an operator). "
+        "Enable it first, then retry. Nothing was queued.",
+    ]
+
+
+def test_send_test_event_action_refuses_a_disabled_webhook_and_says_why(operator, tenant):
+    webhook = make_webhook(tenant.organization, "https://example.com/a").webhook
+    Webhook.objects.filter(id=webhook.id).update(enabled=False, disabled_reason=Webhook.DisabledReason.GONE)
+
+    response = run_action(operator, "webhooks/webhook", "send_test_event", [webhook.id])
+
+    assert not Delivery.objects.exists()
+    assert messages_of(response) == [
+        f"Webhook {webhook.id} is disabled (receiver answered 410 Gone). Enable it first, then send a test event. "
+        "Nothing was queued."
+    ]
 
 
 def test_delivery_list_query_count_does_not_grow_with_rows(operator, tenant, django_assert_max_num_queries):

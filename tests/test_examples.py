@@ -15,7 +15,7 @@ import pytest
 import requests
 from conftest import ROOT
 
-from deliveries.signing import signed_headers
+from deliveries.signing import SigningSecrets, signed_headers
 from events.catalogue import EVENT_TYPES
 from events.services import build_event
 
@@ -64,11 +64,19 @@ def run_example() -> Iterator[Callable[[str, dict[str, str]], Example]]:
         example.stop()
 
 
-def deliver(url: str, event_type: str, data: dict, *, secret: str = SECRET, delivery_id: str = "dlv_example_1"):
+def deliver(
+    url: str,
+    event_type: str,
+    data: dict,
+    *,
+    secret: str | SigningSecrets = SECRET,
+    delivery_id: str = "dlv_example_1",
+):
     """POST a delivery exactly as the service sends it: the stored bytes, signed."""
     event = build_event("org_abc123", event_type, data)
     body = event.payload.encode("utf-8")
-    headers = signed_headers(delivery_id=delivery_id, event_type=event_type, body=body, secrets=[secret])
+    secrets = secret if isinstance(secret, SigningSecrets) else SigningSecrets.of(secret)
+    headers = signed_headers(delivery_id=delivery_id, event_type=event_type, body=body, secrets=secrets)
     return requests.post(url, data=body, headers=headers, timeout=10)
 
 
@@ -161,3 +169,29 @@ def test_pagerduty_example_stays_quiet_below_critical_and_refuses_bad_signatures
     assert high.status_code == 200
     assert forged.status_code == 401
     assert receiver.received("/enqueue") == []
+
+
+@pytest.mark.parametrize("script", ["slack_forwarder.py", "pagerduty_forwarder.py"])
+def test_examples_keep_working_through_a_secret_rotation(run_example, receiver, script):
+    new = "whsec_bmV3LWV4YW1wbGVzLXNlY3JldC1mb3ItdGVzdHM="
+    env = {"SLACK_WEBHOOK_URL": receiver.url("/slack"), "PAGERDUTY_EVENTS_URL": receiver.url("/enqueue")}
+    not_updated = run_example(script, env)  # WEBHOOK_SECRET: the old secret alone
+    updated = run_example(script, {**env, "WEBHOOK_SECRET": new, "WEBHOOK_PREVIOUS_SECRET": SECRET})
+    overlap = SigningSecrets(documented=SECRET, standard=(new, SECRET))
+    switched = SigningSecrets.of(new)
+    data = EVENT_TYPES["agent.online"].sample  # answered 200, forwarded nowhere
+
+    answers = {
+        (name, phase): deliver(example.url, "agent.online", data, secret=secrets).status_code
+        for name, example in (("not updated", not_updated), ("updated", updated))
+        for phase, secrets in (("overlap", overlap), ("switched", switched), ("forged", "whsec_Zm9yZ2Vk"))
+    }
+
+    assert answers == {
+        ("not updated", "overlap"): 200,
+        ("not updated", "switched"): 401,
+        ("not updated", "forged"): 401,
+        ("updated", "overlap"): 200,
+        ("updated", "switched"): 200,
+        ("updated", "forged"): 401,
+    }

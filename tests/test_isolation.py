@@ -181,7 +181,7 @@ def test_lists_never_include_other_organization_rows(api, world, other_tenant):
 
 
 def test_emitted_event_reaches_only_own_organization(api, world):
-    response = api.post("/ui/api/events", {"event": "threat.detected", "data": {}}, format="json")
+    response = api.post("/ui/api/events", {"event": "threat.blocked", "data": {"threat_id": "thr_1"}}, format="json")
     assert response.status_code == 202
     event = Event.objects.get(id=response.json()["id"])
     assert event.organization_id == world.mine.organization_id

@@ -15,11 +15,12 @@ import pytest
 import requests
 from conftest import ROOT, wait_until
 
-from deliveries.signing import signed_headers, standard_signature
+from deliveries.signing import SigningSecrets, signed_headers, standard_signature
 from events.encoding import js_dumps
 from events.services import build_event
 
 SECRET = "whsec_bG9jYWwtbGlzdGVuZXItc2VjcmV0LWZvci10ZXN0cw=="
+LISTENING = r"Listening on http://127\.0\.0\.1:(\d+)/"
 
 
 class Listener:
@@ -68,7 +69,7 @@ class Listener:
 def listener() -> Iterator[tuple[Listener, str]]:
     process = Listener("--port", "0", "--secret", SECRET)
     try:
-        port = process.wait_for(r"Listening on http://127\.0\.0\.1:(\d+)/").group(1)
+        port = process.wait_for(LISTENING).group(1)
         yield process, f"http://127.0.0.1:{port}/webhook"
     finally:
         process.stop()
@@ -77,7 +78,9 @@ def listener() -> Iterator[tuple[Listener, str]]:
 def signed_delivery(delivery_id: str = "dlv_listener_test_1") -> tuple[bytes, dict[str, str]]:
     event = build_event("org_abc123", "threat.detected", {"threat_id": "thr_1", "severity": "high", "note": "é"})
     body = event.payload.encode("utf-8")
-    return body, signed_headers(delivery_id=delivery_id, event_type="threat.detected", body=body, secrets=[SECRET])
+    return body, signed_headers(
+        delivery_id=delivery_id, event_type="threat.detected", body=body, secrets=SigningSecrets.of(SECRET)
+    )
 
 
 def test_listener_answers_200_and_prints_a_verified_delivery(listener):
@@ -118,7 +121,7 @@ def test_listener_refuses_a_stale_delivery_when_replayed(listener):
     body, _ = signed_delivery()
     stale = int(time.time()) - 3600
     headers = signed_headers(
-        delivery_id="dlv_listener_test_6", event_type="threat.detected", body=body, secrets=[SECRET]
+        delivery_id="dlv_listener_test_6", event_type="threat.detected", body=body, secrets=SigningSecrets.of(SECRET)
     )
     headers["webhook-timestamp"] = str(stale)
     headers["webhook-signature"] = standard_signature([SECRET], "dlv_listener_test_6", stale, body)
@@ -132,7 +135,7 @@ def test_listener_refuses_a_stale_delivery_when_replayed(listener):
 def test_listener_accepts_the_documented_signature_alone_when_run_with_documented_only():
     process = Listener("--port", "0", "--secret", SECRET, "--documented-only")
     try:
-        port = process.wait_for(r"Listening on http://127\.0\.0\.1:(\d+)/").group(1)
+        port = process.wait_for(LISTENING).group(1)
         body, headers = signed_delivery("dlv_listener_test_7")
         documented_only = {k: v for k, v in headers.items() if not k.startswith("webhook-")}
 
@@ -161,9 +164,51 @@ def test_listener_answers_400_when_signed_with_another_secret(listener):
     _, url = listener
     body, _ = signed_delivery()
     headers = signed_headers(
-        delivery_id="dlv_listener_test_4", event_type="threat.detected", body=body, secrets=["whsec_b3RoZXI="]
+        delivery_id="dlv_listener_test_4",
+        event_type="threat.detected",
+        body=body,
+        secrets=SigningSecrets.of("whsec_b3RoZXI="),
     )
 
     response = requests.post(url, data=body, headers=headers, timeout=10)
 
     assert response.status_code == 400
+
+
+def test_listener_with_the_old_and_the_new_secret_accepts_deliveries_across_a_rotation():
+    new = "whsec_bmV3LWxpc3RlbmVyLXNlY3JldC1mb3ItdGVzdHM="
+    both = Listener("--port", "0", "--secret", SECRET, "--secret", new)
+    old_only = Listener("--port", "0", "--secret", SECRET)
+    try:
+        ports = [process.wait_for(LISTENING).group(1) for process in (both, old_only)]
+        urls = [f"http://127.0.0.1:{port}/webhook" for port in ports]
+        body = build_event("org_abc123", "agent.online", {"agent_id": "agt_1"}).payload.encode()
+        phases = {
+            "overlap": SigningSecrets(documented=SECRET, standard=(new, SECRET)),
+            "switched": SigningSecrets.of(new),
+            "forged": SigningSecrets.of("whsec_b3RoZXI="),
+        }
+        answers = {
+            (phase, url): requests.post(
+                url,
+                data=body,
+                headers=signed_headers(
+                    delivery_id=f"dlv_{phase}", event_type="agent.online", body=body, secrets=secrets
+                ),
+                timeout=10,
+            ).status_code
+            for phase, secrets in phases.items()
+            for url in urls
+        }
+    finally:
+        both.stop()
+        old_only.stop()
+
+    assert answers == {
+        ("overlap", urls[0]): 200,
+        ("overlap", urls[1]): 200,  # not yet updated: X-CyberCage-Signature is still the old secret's
+        ("switched", urls[0]): 200,
+        ("switched", urls[1]): 400,
+        ("forged", urls[0]): 400,
+        ("forged", urls[1]): 400,
+    }

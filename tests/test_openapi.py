@@ -39,7 +39,8 @@ def test_schema_when_fetched_documents_bearer_auth_and_errors(client):
     assert set(create["responses"]) == {"201", "400", "401", "409", "413", "415", "429"}
     assert create["responses"]["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     components = schema["components"]["schemas"]
-    assert "threat.detected" in components["Emit"]["properties"]["event"]["enum"]
+    assert "threat.detected" in components["Emit"]["discriminator"]["mapping"]
+    assert "threat.detected" in components["TestEvent"]["properties"]["event"]["enum"]
     assert "*" in components["WebhookWrite"]["properties"]["events"]["items"]["enum"]
     assert components["WebhookWrite"]["additionalProperties"] is False
     detail = schema["paths"]["/ui/api/webhooks/{webhook_id}"]

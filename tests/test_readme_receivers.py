@@ -13,10 +13,12 @@ import time
 import pytest
 from conftest import ROOT
 
-from deliveries.signing import signed_headers, standard_signature
+from deliveries.signing import SigningSecrets, signed_headers, standard_signature
 from events.services import build_event
 
 SECRETS = ["whsec_" + base64.b64encode(b"readme-receiver-key-0123456789ab").decode(), "a-plain-secret-1234"]
+# The secret a rotation moves to.
+OTHER = "whsec_" + base64.b64encode(b"readme-receiver-rotated-key-0123").decode()
 
 
 def _snippet(language: str) -> str:
@@ -26,13 +28,16 @@ def _snippet(language: str) -> str:
     return code
 
 
-def _cases(secret: str) -> list[tuple[str, bytes, dict[str, str], bool]]:
-    """(name, body, lower-case headers, should verify) for one secret."""
-    body = build_event("org_readme", "threat.detected", {"severity": "high", "note": "é\u2028"}).payload.encode()
-    fresh = {
-        k.lower(): v
-        for k, v in signed_headers(delivery_id="dlv_1", event_type="x", body=body, secrets=[secret]).items()
-    }
+def _cases(secret: str) -> list[tuple[str, bytes, dict[str, str], list[str], bool]]:
+    """(name, body, lower-case headers, the receiver's secrets, should verify) for one secret."""
+    body = build_event("org_readme", "threat.detected", {"threat_id": "thr_1", "severity": "high", "note": "é\u2028"})
+    body = body.payload.encode()
+
+    def signed(secrets: SigningSecrets) -> dict[str, str]:
+        headers = signed_headers(delivery_id="dlv_1", event_type="x", body=body, secrets=secrets)
+        return {name.lower(): value for name, value in headers.items()}
+
+    fresh = signed(SigningSecrets.of(secret))
     stale_at = int(time.time()) - 3600
     stale = {
         **fresh,
@@ -40,17 +45,21 @@ def _cases(secret: str) -> list[tuple[str, bytes, dict[str, str], bool]]:
         "webhook-signature": standard_signature([secret], "dlv_1", stale_at, body),
     }
     stripped = {k: v for k, v in fresh.items() if not k.startswith("webhook-")}
-    rotated = {
-        **fresh,
-        "webhook-signature": standard_signature([SECRETS[0], secret], "dlv_1", int(fresh["webhook-timestamp"]), body),
-    }
+    # A rotation from ``secret`` to OTHER: the overlap signs with both, the switch with OTHER alone.
+    overlap = signed(SigningSecrets(documented=secret, standard=(OTHER, secret)))
+    switched = signed(SigningSecrets.of(OTHER))
     return [
-        ("fresh", body, fresh, True),
-        ("during a rotation", body, rotated, True),
-        ("replayed an hour later", body, stale, False),
-        ("timestamp headers deleted", body, stripped, False),
-        ("timestamp changed", body, {**fresh, "webhook-timestamp": str(int(time.time()) + 1)}, False),
-        ("body changed", body.replace(b"high", b"low!"), fresh, False),
+        ("fresh", body, fresh, [secret], True),
+        ("replayed an hour later", body, stale, [secret], False),
+        ("timestamp headers deleted", body, stripped, [secret], False),
+        ("timestamp changed", body, {**fresh, "webhook-timestamp": str(int(time.time()) + 1)}, [secret], False),
+        ("body changed", body.replace(b"high", b"low!"), fresh, [secret], False),
+        ("overlap, old secret only", body, overlap, [secret], True),
+        ("overlap, new secret only", body, overlap, [OTHER], True),
+        ("overlap, both secrets", body, overlap, [secret, OTHER], True),
+        ("switched, both secrets", body, switched, [secret, OTHER], True),
+        ("switched, new secret only", body, switched, [OTHER], True),
+        ("switched, old secret only", body, switched, [secret], False),
     ]
 
 
@@ -59,8 +68,8 @@ def test_python_receiver_snippet_verifies_fresh_deliveries_only(secret):
     namespace: dict = {}
     exec(_snippet("python"), namespace)  # noqa: S102 - the README's own code
 
-    for name, body, headers, expected in _cases(secret):
-        assert namespace["verify"](body, headers, secret) is expected, name
+    for name, body, headers, secrets, expected in _cases(secret):
+        assert namespace["verify"](body, headers, secrets) is expected, name
 
 
 @pytest.mark.parametrize("secret", SECRETS)
@@ -72,14 +81,16 @@ def test_node_receiver_snippet_verifies_fresh_deliveries_only(secret):
 let input = "";
 process.stdin.on("data", (chunk) => { input += chunk; });
 process.stdin.on("end", () => {
-  const { secret, cases } = JSON.parse(input);
-  process.stdout.write(JSON.stringify(cases.map((c) => verify(Buffer.from(c.body, "base64"), c.headers, secret))));
+  const { cases } = JSON.parse(input);
+  process.stdout.write(JSON.stringify(cases.map((c) => verify(Buffer.from(c.body, "base64"), c.headers, c.secrets))));
 });
 """
     )
     payload = {
-        "secret": secret,
-        "cases": [{"body": base64.b64encode(body).decode(), "headers": headers} for _, body, headers, _ in cases],
+        "cases": [
+            {"body": base64.b64encode(body).decode(), "headers": headers, "secrets": secrets}
+            for _, body, headers, secrets, _ in cases
+        ],
     }
 
     result = subprocess.run(
@@ -88,5 +99,5 @@ process.stdin.on("end", () => {
 
     verdicts = json.loads(result.stdout)
     assert {name: verdict for (name, *_), verdict in zip(cases, verdicts, strict=True)} == {
-        name: expected for name, _, _, expected in cases
+        name: expected for name, *_, expected in cases
     }

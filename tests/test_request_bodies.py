@@ -68,8 +68,8 @@ def test_deep_bodies_are_400_naming_the_limit_when_sent_to_any_endpoint(api, web
 def test_body_at_the_depth_limit_is_accepted_and_one_deeper_is_refused(api, settings):
     assert settings.JSON_MAX_DEPTH == 64
     # The body is one level, its "data" the other 63: {"event": …, "data": {"a": {…}}}.
-    at_limit = '{"event":"agent.online","data":' + nested_json(62, "{}") + "}"
-    too_deep = '{"event":"agent.online","data":' + nested_json(63, "{}") + "}"
+    at_limit = '{"event":"test.ping","data":' + nested_json(62, "{}") + "}"
+    too_deep = '{"event":"test.ping","data":' + nested_json(63, "{}") + "}"
 
     assert _post(api, "/ui/api/events", at_limit).status_code == 202
     _assert_body_refused(_post(api, "/ui/api/events", too_deep), "64")
@@ -80,7 +80,7 @@ def test_body_with_more_values_than_the_limit_is_400_and_stores_nothing(api, set
     settings.JSON_MAX_VALUES = 1_000
 
     def body(zeros: int) -> str:  # the object, "event", "data", the list: 4 values + the zeros
-        return '{"event":"agent.online","data":{"a":[' + ",".join(["0"] * zeros) + "]}}"
+        return '{"event":"test.ping","data":{"a":[' + ",".join(["0"] * zeros) + "]}}"
 
     assert _post(api, "/ui/api/events", body(996)).status_code == 202
     _assert_body_refused(_post(api, "/ui/api/events", body(997)), "more than 1000 values", "JSON_MAX_VALUES")
@@ -88,7 +88,7 @@ def test_body_with_more_values_than_the_limit_is_400_and_stores_nothing(api, set
 
 
 def test_a_megabyte_of_tiny_values_is_refused_when_posted_with_the_default_limit(api, settings):
-    text = '{"event":"agent.online","data":{"a":[' + ",".join(["0"] * 500_000) + "]}}"
+    text = '{"event":"test.ping","data":{"a":[' + ",".join(["0"] * 500_000) + "]}}"
     assert len(text) < settings.WEBHOOK_MAX_PAYLOAD_BYTES
 
     _assert_body_refused(_post(api, "/ui/api/events", text), f"more than {settings.JSON_MAX_VALUES} values")
@@ -114,10 +114,10 @@ def test_unknown_fields_are_reported_up_to_twenty_when_a_body_has_many(api):
 
 
 def test_emit_refuses_data_deeper_than_the_limit_when_called_in_process(tenant, settings):
-    build_event(tenant.organization.id, "agent.online", nested_dict(64))
+    build_event(tenant.organization.id, "test.ping", nested_dict(64))
 
     for levels in (65, 10_000):
         with pytest.raises(EmitError) as refused:
-            build_event(tenant.organization.id, "agent.online", nested_dict(levels))
+            build_event(tenant.organization.id, "test.ping", nested_dict(levels))
         assert refused.value.field == "data"
         assert "nested more than 64 levels" in refused.value.message

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from events.catalogue import EVENT_TYPES
+from events.schemas import DIALECT, data_schema
 from webhooks import selectors, services
 from webhooks.serializers import (
     EventTypeSerializer,
@@ -81,8 +82,16 @@ class WebhookRotateSecretView(APIView):
         webhook = selectors.webhook_get(request.user.organization, webhook_id)
         serializer = RotateSecretSerializer(data=request.data or {})
         serializer.is_valid(raise_exception=True)
-        secret = services.webhook_rotate_secret(webhook=webhook, secret=serializer.validated_data.get("secret"))
+        secret = services.webhook_rotate_secret(webhook=webhook, **serializer.validated_data)
         return Response(WebhookCreatedSerializer(webhook, context={"secret": secret}).data)
+
+
+class WebhookExpirePreviousSecretView(APIView):
+    @extend_schema(request=None, responses=WebhookSerializer)
+    def post(self, request: Request, webhook_id: str) -> Response:
+        webhook = selectors.webhook_get(request.user.organization, webhook_id)
+        services.webhook_expire_previous_secret(webhook=webhook)
+        return Response(WebhookSerializer(webhook).data)
 
 
 class EventTypeListView(APIView):
@@ -99,6 +108,7 @@ class EventTypeListView(APIView):
                 "description": t.description,
                 "payload": t.payload,
                 "data_shape": t.data_shape,
+                "schema": {"$schema": DIALECT, **data_schema(t.name)},
                 "sample": t.sample,
             }
             for t in EVENT_TYPES.values()

@@ -10,6 +10,7 @@ from rest_framework import authentication, exceptions
 
 from webhooks.models import ApiKey, Organization
 from webhooks.services import API_KEY_LOOKUP_CHARS, API_KEY_PREFIX, hash_api_key
+from webhooks_project.exceptions import SEND_API_KEY
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, key = header.partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
-            raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <API key>'.")
+            raise exceptions.AuthenticationFailed(SEND_API_KEY)
         prefix_length = len(API_KEY_PREFIX) + API_KEY_LOOKUP_CHARS
         api_key = (
             ApiKey.objects.select_related("organization")

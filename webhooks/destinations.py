@@ -117,20 +117,20 @@ def check_url(url: str, *, resolve: bool = True) -> None:
     the resolved addresses in the connection, where they are used.
     """
     if len(url) > MAX_URL_LENGTH:
-        raise UrlRefused(f"URL is longer than {MAX_URL_LENGTH} characters")
+        raise UrlRefused(f"Must be at most {MAX_URL_LENGTH} characters long")
     if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in url):
-        raise UrlRefused("URL contains whitespace or control characters")
+        raise UrlRefused("Must not contain whitespace or control characters")
     try:
         # The parser requests itself uses, so what is checked is what is connected to.
         parts = parse_url(url)
     except LocationParseError as exc:
-        raise UrlRefused("URL is not valid") from exc
+        raise UrlRefused("Not a valid URL") from exc
     if parts.scheme not in ("http", "https") or not parts.host:
-        raise UrlRefused("URL must be an absolute http or https URL with a host")
+        raise UrlRefused("Must be an absolute http or https URL with a host, like https://example.com/webhook")
     if parts.scheme == "http" and settings.WEBHOOK_HTTPS_ONLY:
-        raise UrlRefused("URL must use https")
+        raise UrlRefused("Must use https (WEBHOOK_HTTPS_ONLY is on)")
     if parts.auth is not None:
-        raise UrlRefused("URL must not contain a user name or password")
+        raise UrlRefused("Must not contain a user name or password: receivers check the signature instead")
     host = _normalize_host(parts.host)
     literal = _literal_ip(host)
     if literal is not None:
@@ -143,9 +143,9 @@ def check_url(url: str, *, resolve: bool = True) -> None:
     try:
         infos = resolve_host(host, port, timeout=float(settings.WEBHOOK_TIMEOUT))
     except (OSError, UnicodeError) as exc:  # gaierror, or the lookup outlived the deadline
-        raise UrlRefused(f"could not resolve host {host}") from exc
+        raise UrlRefused(f"could not resolve host {host}; check the name") from exc
     if not infos:
-        raise UrlRefused(f"could not resolve host {host}")
+        raise UrlRefused(f"could not resolve host {host}; check the name")
     for ip in addresses_of(infos):
         if not is_allowed_ip(ip):
             raise UrlRefused(refusal(ip, literal=False))
@@ -201,14 +201,14 @@ def _normalize_host(host: str) -> str:
         try:
             ipaddress.IPv6Address(inner)
         except ValueError as exc:
-            raise UrlRefused("URL has an invalid IPv6 address") from exc
+            raise UrlRefused("The IPv6 address in brackets is not valid") from exc
         return inner
     if not host.isascii():
         try:
             # As requests does before sending, so "１２７.０.０.１" is seen as 127.0.0.1.
             return idna.encode(host, uts46=True).decode("ascii")
         except (idna.IDNAError, UnicodeError) as exc:
-            raise UrlRefused("URL has an invalid host name") from exc
+            raise UrlRefused("The host name is not valid") from exc
     return host
 
 

@@ -11,7 +11,12 @@ from django.utils import timezone
 
 from webhooks import crypto
 from webhooks.destinations import MAX_URL_LENGTH
+from webhooks.signing_keys import SigningSecrets
 from webhooks_project.ids import new_id
+
+# The longest a rotation may keep the previous secret signing: a week covers a slow rollout to
+# every receiver; longer, and a secret being replaced (perhaps leaked) signs for too long.
+MAX_SECRET_OVERLAP_SECONDS = 7 * 24 * 3600
 
 
 class Organization(models.Model):
@@ -98,18 +103,35 @@ class Webhook(models.Model):
             return until
         return None
 
-    def signing_secrets(self, now: datetime | None = None) -> list[str]:
-        """Secrets that sign a delivery now, newest first (two during a rotation's overlap)."""
-        secrets = [crypto.decrypt(self.secret_encrypted)]
-        if self.previous_secret_until(now):
-            secrets.append(crypto.decrypt(self.previous_secret_encrypted))
-        return secrets
+    def signing_secrets(self, now: datetime | None = None) -> SigningSecrets:
+        """The secrets that sign a delivery now: during a rotation's overlap the previous one signs
+        X-CyberCage-Signature and both sign webhook-signature; otherwise the current one all."""
+        current = crypto.decrypt(self.secret_encrypted)
+        if not self.previous_secret_until(now):
+            return SigningSecrets.of(current)
+        previous = crypto.decrypt(self.previous_secret_encrypted)
+        return SigningSecrets(documented=previous, standard=(current, previous))
 
-    def rotate_secret(self, new_secret: str, now: datetime | None = None) -> None:
-        now = now or timezone.now()
-        self.previous_secret_encrypted = self.secret_encrypted
-        self.previous_secret_expires_at = now + timedelta(seconds=settings.WEBHOOK_SECRET_OVERLAP)
+    def rotate_secret(self, new_secret: str, *, overlap: timedelta, now: datetime) -> None:
+        """Make ``new_secret`` current.
+
+        With an overlap, the secret receivers verify with keeps signing until ``now + overlap``:
+        the current one — or, rotating again during an overlap, still the previous one, since
+        the receivers have not moved yet (the replaced new secret never signed alone). Without
+        one, the new secret signs everything at once (a leaked secret).
+        """
+        if overlap <= timedelta(0):
+            self.end_overlap()
+        else:
+            if not self.previous_secret_until(now):
+                self.previous_secret_encrypted = self.secret_encrypted
+            self.previous_secret_expires_at = now + overlap
         self.set_secret(new_secret)
+
+    def end_overlap(self) -> None:
+        """The previous secret stops signing, and is forgotten."""
+        self.previous_secret_encrypted = ""
+        self.previous_secret_expires_at = None
 
 
 def disabled_reason_text(reason: str) -> str:

@@ -9,9 +9,15 @@ from rest_framework import serializers
 
 from events import catalogue
 from webhooks.destinations import MAX_URL_LENGTH, UrlRefused, check_url
-from webhooks.models import Webhook
+from webhooks.models import MAX_SECRET_OVERLAP_SECONDS, Webhook
 from webhooks.signing_keys import SECRET_PREFIX, standard_key
-from webhooks_project.serializers import BoundedListField, StrictBooleanField, StrictCharField, StrictSerializer
+from webhooks_project.serializers import (
+    BoundedListField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    StrictSerializer,
+)
 
 MIN_SECRET_LENGTH = 12
 MAX_SECRET_LENGTH = 255
@@ -25,7 +31,7 @@ def validate_destination(url: str) -> str:
     except UrlRefused as exc:
         raise serializers.ValidationError(f"{exc}.") from exc
     except ValueError as exc:  # any other parse failure of a malformed URL
-        raise serializers.ValidationError(f"URL is not valid ({exc}).") from exc
+        raise serializers.ValidationError(f"Not a valid URL ({exc}).") from exc
     return url
 
 
@@ -60,6 +66,13 @@ class WebhookSerializer(serializers.ModelSerializer):
     disabled_reason_code = serializers.ChoiceField(
         source="disabled_reason", choices=["", *Webhook.DisabledReason.values], read_only=True
     )
+    previous_secret_expires_at = serializers.DateTimeField(
+        source="previous_secret_until",
+        read_only=True,
+        allow_null=True,
+        help_text="During a secret rotation's overlap, when the previous secret stops signing (until then it signs "
+        "X-CyberCage-Signature, and webhook-signature carries both); null when no previous secret signs.",
+    )
 
     class Meta:
         model = Webhook
@@ -71,6 +84,7 @@ class WebhookSerializer(serializers.ModelSerializer):
             "description",
             "disabled_reason",
             "disabled_reason_code",
+            "previous_secret_expires_at",
             "created_at",
             "updated_at",
         ]
@@ -144,13 +158,28 @@ class WebhookUpdateSerializer(StrictSerializer):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict) and "secret" in data:
             raise serializers.ValidationError(
-                {"secret": ["The secret cannot be set here; use POST /ui/api/webhooks/{id}/rotate-secret."]}
+                {"secret": ["Cannot be set here; use POST /ui/api/webhooks/{id}/rotate-secret."]}
             )
         return super().to_internal_value(data)
 
 
+OVERLAP_RANGE = (
+    f"Must be 0 to {MAX_SECRET_OVERLAP_SECONDS} seconds ({MAX_SECRET_OVERLAP_SECONDS // 86400} days); "
+    "0 stops using the old secret now."
+)
+
+
 class RotateSecretSerializer(StrictSerializer):
     secret = _secret_field()
+    expire_previous_in = StrictIntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_SECRET_OVERLAP_SECONDS,
+        error_messages={"min_value": OVERLAP_RANGE, "max_value": OVERLAP_RANGE},
+        help_text="Seconds the previous secret keeps signing X-CyberCage-Signature (and webhook-signature beside the "
+        "new one), so receivers not yet updated keep verifying. Default WEBHOOK_SECRET_OVERLAP; 0 switches both "
+        "headers to the new secret at once (a leaked secret).",
+    )
 
 
 class EventTypeSerializer(serializers.Serializer):
@@ -158,4 +187,8 @@ class EventTypeSerializer(serializers.Serializer):
     description = serializers.CharField()
     payload = serializers.CharField()
     data_shape = serializers.DictField()
+    schema = serializers.DictField(
+        help_text="The JSON Schema (Draft 2020-12) the event's data must match: POST /ui/api/events refuses data "
+        "that does not, naming the path."
+    )
     sample = serializers.DictField()

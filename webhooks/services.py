@@ -10,8 +10,9 @@ import base64
 import hashlib
 import logging
 import secrets as random_secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from webhooks.models import ApiKey, Organization, Webhook, disabled_reason_text
+from webhooks.models import MAX_SECRET_OVERLAP_SECONDS, ApiKey, Organization, Webhook, disabled_reason_text
 from webhooks.signing_keys import SECRET_PREFIX, standard_key
 from webhooks_project.exceptions import Conflict
 
@@ -113,7 +114,8 @@ def webhook_update(
         webhook.disabled_reason = ""
     elif changes.get("enabled") is False and not webhook.disabled_reason:
         webhook.disabled_reason = disabled_reason
-    webhook.save()
+    # Only what changed: an instance read before a rotation must not write its secrets back.
+    webhook.save(update_fields=[*changes, "disabled_reason", "updated_at"])
     return webhook
 
 
@@ -144,16 +146,46 @@ def webhook_disable(*, webhook_id: str, reason: str) -> bool:
     return bool(webhooks_disable(webhook_ids=[webhook_id], reason=reason))
 
 
-def webhook_rotate_secret(*, webhook: Webhook, secret: str | None = None) -> str:
-    """Replace the signing secret; the old one keeps signing for WEBHOOK_SECRET_OVERLAP. A secret
-    that cannot sign raises ValueError (callers validate it first)."""
+def webhook_rotate_secret(*, webhook: Webhook, secret: str | None = None, expire_previous_in: int | None = None) -> str:
+    """Replace the signing secret (with ``secret``, or a generated one); return the new secret.
+
+    Until ``expire_previous_in`` seconds from now (default WEBHOOK_SECRET_OVERLAP) the previous
+    secret keeps signing X-CyberCage-Signature, and webhook-signature carries both, so receivers
+    not yet updated keep verifying; ``0`` switches both headers to the new secret at once (a
+    leaked secret). ``webhook`` is updated in place (``previous_secret_until()`` says when the
+    switch happens). A secret that cannot sign, or an ``expire_previous_in`` outside 0 to
+    MAX_SECRET_OVERLAP_SECONDS, raises ValueError (callers validate first).
+    """
     secret = secret or generate_secret()
     standard_key(secret)
-    webhook.rotate_secret(secret, now=timezone.now())
-    webhook.save(
-        update_fields=["secret_encrypted", "previous_secret_encrypted", "previous_secret_expires_at", "updated_at"]
-    )
+    if expire_previous_in is not None and not 0 <= expire_previous_in <= MAX_SECRET_OVERLAP_SECONDS:
+        raise ValueError(f"expire_previous_in must be 0 to {MAX_SECRET_OVERLAP_SECONDS} seconds")
+    seconds = settings.WEBHOOK_SECRET_OVERLAP if expire_previous_in is None else expire_previous_in
+    overlap = timedelta(seconds=seconds)
+    _change_secrets(webhook, lambda locked: locked.rotate_secret(secret, overlap=overlap, now=timezone.now()))
     return secret
+
+
+def webhook_expire_previous_secret(*, webhook: Webhook) -> Webhook:
+    """End a rotation's overlap now (the receivers have been updated): the new secret signs both
+    headers from the webhook's next drain on (one under way keeps the secrets it read, for at
+    most WEBHOOK_DRAIN_SECONDS). With no overlap under way, nothing changes."""
+    _change_secrets(webhook, Webhook.end_overlap)
+    return webhook
+
+
+_SECRET_FIELDS = ["secret_encrypted", "previous_secret_encrypted", "previous_secret_expires_at", "updated_at"]
+
+
+def _change_secrets(webhook: Webhook, change: Callable[[Webhook], None]) -> None:
+    """Apply ``change`` to the webhook's row, locked (a rotation depends on the one before it),
+    save only its secrets, and copy them onto ``webhook``."""
+    with transaction.atomic():
+        locked = Webhook.objects.select_for_update().get(id=webhook.id)
+        change(locked)
+        locked.save(update_fields=_SECRET_FIELDS)
+    for field in _SECRET_FIELDS:
+        setattr(webhook, field, getattr(locked, field))
 
 
 def webhook_delete(*, webhook: Webhook) -> None:

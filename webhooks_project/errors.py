@@ -14,7 +14,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from webhooks_project.exceptions import Conflict
+from webhooks_project.exceptions import SEND_API_KEY, SEND_JSON, Conflict
 
 _CODES = {
     400: "invalid_request",
@@ -68,16 +68,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, exceptions.ValidationError):
-        fields = _flatten(exc.detail)
+    detail = getattr(exc, "detail", str(exc))
+    if isinstance(exc, exceptions.ValidationError) or isinstance(detail, dict):
+        # A validation error, or another error about one field (a body's webhook_id not found).
+        fields = _flatten(detail)
         first_field, messages = next(iter(fields.items()))
         message = f"{first_field}: {messages[0]}" if first_field != "body" else messages[0]
-        response.data = error_body(status.HTTP_400_BAD_REQUEST, message, fields)
+        response.data = error_body(response.status_code, message, fields)
+    elif isinstance(exc, exceptions.NotAuthenticated):
+        response.data = error_body(response.status_code, SEND_API_KEY)
+    elif isinstance(exc, exceptions.UnsupportedMediaType):
+        response.data = error_body(response.status_code, SEND_JSON)
     elif isinstance(exc, exceptions.ParseError):
         # The body itself could not be read (malformed JSON): the "field" at fault is the body.
         response.data = error_body(status.HTTP_400_BAD_REQUEST, str(exc.detail), {"body": [str(exc.detail)]})
     else:
-        detail = getattr(exc, "detail", str(exc))
         response.data = error_body(response.status_code, str(detail))
     return response
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+# What a request without a usable API key, or without a JSON body, is told: how to send one.
+# Here, not in errors.py, because the authentication class (which DRF imports with errors.py's
+# own imports) says the first one too.
+SEND_API_KEY = "Send your API key as 'Authorization: Bearer <key>'."
+SEND_JSON = "Send a JSON body with Content-Type: application/json."
+
 
 class Conflict(Exception):
     """A request that is well formed but clashes with the current state (HTTP 409).

@@ -15,6 +15,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 from events import catalogue
+from events.schemas import data_schema
 from webhooks_project.errors import _CODES
 from webhooks_project.serializers import StrictSerializer
 
@@ -40,7 +41,7 @@ class ErrorSerializer(serializers.Serializer):
     fields = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
-        help_text='Validation errors by field ("events[0]", "body"); only with 400.',
+        help_text='Errors by field ("events[0]", "body"): with a 400, and with a 404 for an id sent in the body.',
     )
 
     class Meta:
@@ -94,10 +95,12 @@ class AutoSchema(openapi.AutoSchema):
 
 
 def document_event_types(result: dict, generator: Any, request: Any, public: bool) -> dict:
-    """Post-processing hook: event type fields accept the catalogue's names only.
+    """Post-processing hook: event type fields accept the catalogue's names only, and an
+    event's data is described by its type's JSON Schema (``events.schemas``).
 
     The serializers keep plain string fields so that an unknown name gets the service's
     message listing the valid ones; the schema still tells clients (and generators) the set.
+    ``POST /ui/api/events`` takes one of the types' bodies, told apart by ``event``.
     """
     names = catalogue.names()
     schemas = result.get("components", {}).get("schemas", {})
@@ -106,9 +109,35 @@ def document_event_types(result: dict, generator: Any, request: Any, public: boo
         if events and "items" in events:
             events["items"]["enum"] = [*names, catalogue.ALL_EVENTS]
             events["minItems"] = 1
-    emit = schemas.get("Emit", {}).get("properties", {})
-    if "event" in emit:
-        emit["event"]["enum"] = names
-    if "data" in emit:
-        emit["data"] = {"type": "object", "additionalProperties": True, "description": "The event's data."}
+    test_event = schemas.get("TestEvent", {}).get("properties", {}).get("event")
+    if test_event:
+        test_event["enum"] = names
+    if "Emit" in schemas:
+        schemas.update(_emit_bodies(names))
     return result
+
+
+def _emit_bodies(names: list[str]) -> dict[str, dict]:
+    """``Emit`` as one body per event type (``event`` the discriminator), and each type's data
+    schema as a component of its own (``ThreatDetectedData``)."""
+    components: dict[str, dict] = {}
+    mapping: dict[str, str] = {}
+    for name in names:
+        stem = "".join(part.capitalize() for part in name.split("."))
+        components[f"{stem}Data"] = data_schema(name)
+        components[f"Emit{stem}"] = {
+            "type": "object",
+            "properties": {
+                "event": {"type": "string", "enum": [name]},
+                "data": {"$ref": f"#/components/schemas/{stem}Data"},
+            },
+            "required": ["event", "data"],
+            "additionalProperties": False,
+        }
+        mapping[name] = f"#/components/schemas/Emit{stem}"
+    components["Emit"] = {
+        "description": "An event: its type, and data matching that type's schema.",
+        "oneOf": [{"$ref": ref} for ref in mapping.values()],
+        "discriminator": {"propertyName": "event", "mapping": mapping},
+    }
+    return components

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from django.core.exceptions import ImproperlyConfigured
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -27,6 +29,13 @@ def _env_int(name: str, default: int) -> int:
 
 def _env_float(name: str, default: float) -> float:
     return float(_env(name, str(default)))
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _env(name, default).strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def _env_list(name: str, default: str) -> list[str]:
@@ -258,8 +267,13 @@ WEBHOOK_ALLOWED_NETWORKS = [
 WEBHOOK_HTTPS_ONLY = _env_bool("WEBHOOK_HTTPS_ONLY", False)
 # Key for secrets at rest; when empty one is derived from SECRET_KEY.
 WEBHOOK_ENCRYPTION_KEY = _env("WEBHOOK_ENCRYPTION_KEY", "")
-# After a rotation the previous secret keeps signing alongside the new one this long.
+# After a rotation the previous secret keeps signing X-CyberCage-Signature (and webhook-signature
+# beside the new one) this long, unless the rotation says otherwise: receivers have time to move.
 WEBHOOK_SECRET_OVERLAP = _env_int("WEBHOOK_SECRET_OVERLAP", 24 * 3600)
+# Whether emit() (every door in) refuses event data that breaks its type's JSON Schema, built
+# from the catalogue ("enforce"), or lets it through unchecked ("off": for a producer that
+# cannot be fixed at once, so its events keep flowing meanwhile).
+WEBHOOK_EVENT_VALIDATION = _env_choice("WEBHOOK_EVENT_VALIDATION", "enforce", ("enforce", "off"))
 # A repeated Idempotency-Key within this window returns the original event.
 WEBHOOK_IDEMPOTENCY_WINDOW = _env_int("WEBHOOK_IDEMPOTENCY_WINDOW", 24 * 3600)
 # A webhook whose deliveries have all failed this long is disabled (as Svix does).

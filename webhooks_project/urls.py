@@ -19,6 +19,11 @@ api = [
         name="webhook-rotate-secret",
     ),
     path(
+        "ui/api/webhooks/<str:webhook_id>/expire-previous-secret",
+        webhooks_api.WebhookExpirePreviousSecretView.as_view(),
+        name="webhook-expire-previous-secret",
+    ),
+    path(
         "ui/api/webhooks/<str:webhook_id>/recover", deliveries_api.WebhookRecoverView.as_view(), name="webhook-recover"
     ),
     path("ui/api/webhooks/<str:webhook_id>/stats", deliveries_api.WebhookStatsView.as_view(), name="webhook-stats"),

@@ -183,6 +183,31 @@ def test_dashboard_when_used_in_a_browser_manages_a_webhook_end_to_end(live_serv
             shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shot), full_page=True)
 
+            # Rotate, keeping the old secret: the page says when the switch happens, and the
+            # receiver still gets X-CyberCage-Signature signed with the old secret meanwhile.
+            def test_event_is_signed_with(expected: str) -> None:
+                before = len(receiver.received("/dashboard-hook"))
+                page.locator("#test-event").select_option("agent.online")
+                page.get_by_role("button", name="Send test event").click()
+                expect(page.get_by_text("Test event agent.online queued")).to_be_visible()
+                sent = receiver.wait_for(before + 1, "/dashboard-hook")[-1]
+                signature = "sha256=" + hmac.new(expected.encode(), sent.body, hashlib.sha256).hexdigest()
+                assert sent.headers["X-CyberCage-Signature"] == signature
+
+            page.get_by_role("link", name="Rotate secret").click()
+            page.get_by_role("button", name="Rotate, keep the old secret for 24 hours").click()
+            expect(page.get_by_text("It will not be shown again.")).to_be_visible()
+            new_secret = page.locator("#signing-secret").input_value()
+            assert new_secret.startswith("whsec_")
+            assert new_secret != secret
+            expect(page.locator("#secret-switch")).to_contain_text("Rotation under way: until")
+            test_event_is_signed_with(secret)
+            # The early end: the new secret signs everything from now on.
+            page.get_by_role("button", name="Stop using the old secret now", exact=True).click()
+            expect(page.get_by_text("The old secret no longer signs")).to_be_visible()
+            expect(page.locator("#secret-switch")).to_have_count(0)
+            test_event_is_signed_with(new_secret)
+
             # Disable it.
             page.get_by_role("button", name="Disable").click()
             expect(page.locator(".meta .badge-disabled")).to_have_text("disabled")

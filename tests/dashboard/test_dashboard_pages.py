@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from webhooks.models import Webhook
+from webhooks.signing_keys import SigningSecrets
 
 LIST = "/ui/settings/integrations/webhooks"
 NEW = "/ui/settings/integrations/webhooks/new"
@@ -194,7 +195,7 @@ def test_create_webhook_when_valid_reveals_the_secret_exactly_once(ui, tenant):
     webhook = Webhook.objects.get(organization=tenant.organization)
     assert response.status_code == 302
     assert response["Location"] == page(webhook)
-    secret = webhook.signing_secrets()[0]
+    secret = webhook.signing_secrets().documented
     assert secret not in response["Location"]
     first = text(ui.get(page(webhook)))
     assert secret in first
@@ -212,7 +213,7 @@ def test_create_webhook_with_own_secret_signs_with_that_secret(ui, tenant):
 
     ui.post(NEW, {"url": RECEIVER, "events": ["*"], "secret": "my-own-secret-123"})
     webhook = Webhook.objects.get(organization=tenant.organization)
-    assert webhook.signing_secrets() == ["my-own-secret-123"]
+    assert webhook.signing_secrets() == SigningSecrets.of("my-own-secret-123")
     assert webhook.events == ["*"]
     assert not webhook.enabled  # the checkbox was left unticked
 
@@ -320,8 +321,14 @@ def test_webhook_page_shows_settings_rates_charts_and_history(ui, tenant):
     for delivery in [ok, failed, retrying]:
         assert f'href="{page(webhook)}/deliveries/{delivery.id}"' in body
     assert 'badge-retrying">retrying<' in body
-    for button in ["Send test event", "Disable", "Rotate secret"]:
+    for button in [
+        "Send test event",
+        "Disable",
+        "Rotate, keep the old secret for 24 hours",
+        "Rotate, stop using the old secret now",
+    ]:
         assert f">{button}</button>" in body
+    assert 'href="#secret-settings">Rotate secret</a>' in body
     assert f'href="{page(webhook, "/delete")}"' in body
 
 
@@ -397,13 +404,31 @@ def test_disable_and_enable_when_posted_toggle_the_webhook(ui, tenant):
     assert webhook.disabled_reason == ""
 
 
+def test_retry_and_test_event_on_a_disabled_webhook_say_to_enable_it_and_queue_nothing(ui, tenant):
+    from deliveries.models import Delivery
+
+    webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
+    delivery = make_delivery(webhook, status="failed", attempt_log=[(500, "", "HTTP 500")])
+    ui.post(page(webhook, "/disable"))
+
+    retried = text(ui.post(page(webhook, f"/deliveries/{delivery.id}/retry"), follow=True))
+    tested = text(ui.post(page(webhook, "/test"), {"event": "test.ping"}, follow=True))
+
+    assert html.escape(f"Webhook {webhook.id} is disabled (disabled by user). Enable it first, then retry.") in retried
+    assert "Retry queued" not in retried
+    assert "Enable it first, then send a test event. Nothing was queued." in tested
+    assert list(Delivery.objects.values_list("id", "status")) == [(delivery.id, "failed")]
+
+
 def test_rotate_secret_when_posted_reveals_the_new_secret_once(ui, tenant):
     created = make_webhook(tenant.organization, "https://example.com/hook", secret="the-old-secret-1234")
     webhook = created.webhook
     response = ui.post(page(webhook, "/rotate-secret"))
     assert response["Location"] == page(webhook)
     webhook.refresh_from_db()
-    new, old = webhook.signing_secrets()
+    secrets = webhook.signing_secrets()
+    new, old = secrets.standard
+    assert secrets.documented == old  # the overlap: receivers with the old secret keep verifying
     assert old == "the-old-secret-1234"
     assert new != old
     first = text(ui.get(page(webhook)))
@@ -414,14 +439,71 @@ def test_rotate_secret_when_posted_reveals_the_new_secret_once(ui, tenant):
     assert new not in text(ui.get(page(webhook)))
 
 
+STOP_NOW_BUTTON = ">Stop using the old secret now</button>"
+
+
+def test_rotate_keeping_the_old_secret_shows_when_the_switch_happens_and_can_end_it_early(ui, tenant):
+    from webhooks.signing_keys import SigningSecrets
+
+    webhook = make_webhook(tenant.organization, "https://example.com/hook", secret="the-old-secret-1234").webhook
+    assert STOP_NOW_BUTTON not in text(ui.get(page(webhook)))
+
+    revealed = text(ui.post(page(webhook, "/rotate-secret"), {"previous": "keep"}, follow=True))
+
+    webhook.refresh_from_db()
+    until = webhook.previous_secret_until()
+    assert until is not None
+    switch = f"until {until:%b} {until.day}, {until:%H:%M} UTC"
+    assert f"Nothing breaks meanwhile: {switch} the previous secret keeps signing" in revealed
+    assert f"Rotation under way: {switch} the previous secret still signs" in revealed
+    assert STOP_NOW_BUTTON in revealed
+    new = webhook.signing_secrets().standard[0]
+
+    ended = text(ui.post(page(webhook, "/expire-previous-secret"), follow=True))
+
+    assert "The old secret no longer signs: the new one signs every delivery from now on." in ended
+    assert "Rotation under way" not in ended
+    assert STOP_NOW_BUTTON not in ended
+    webhook.refresh_from_db()
+    assert webhook.signing_secrets() == SigningSecrets.of(new)
+
+
+def test_rotate_stopping_the_old_secret_now_signs_with_the_new_one_alone(ui, tenant):
+    from webhooks.signing_keys import SigningSecrets
+
+    webhook = make_webhook(tenant.organization, "https://example.com/hook", secret="the-old-secret-1234").webhook
+
+    revealed = text(ui.post(page(webhook, "/rotate-secret"), {"previous": "stop"}, follow=True))
+
+    webhook.refresh_from_db()
+    new = webhook.signing_secrets().documented
+    assert webhook.signing_secrets() == SigningSecrets.of(new)
+    assert new in revealed
+    assert "This secret signs every delivery from now on" in revealed
+    assert "Rotation under way" not in revealed
+    assert STOP_NOW_BUTTON not in revealed
+
+
+def test_rotate_with_an_unknown_choice_changes_nothing_and_says_so(ui, tenant):
+    from webhooks.signing_keys import SigningSecrets
+
+    webhook = make_webhook(tenant.organization, "https://example.com/hook", secret="the-old-secret-1234").webhook
+
+    body = text(ui.post(page(webhook, "/rotate-secret"), {"previous": "later"}, follow=True))
+
+    assert "Choose whether the old secret keeps signing for a while or stops now." in body
+    webhook.refresh_from_db()
+    assert webhook.signing_secrets() == SigningSecrets.of("the-old-secret-1234")
+
+
 def test_secret_revealed_for_one_webhook_is_not_shown_on_another(ui, tenant):
     from webhooks.models import Webhook
 
     other = make_webhook(tenant.organization, "https://example.com/other").webhook
     ui.post(NEW, {"url": RECEIVER, "events": ["*"]})
     created = Webhook.objects.exclude(id=other.id).get()
-    assert created.signing_secrets()[0] not in text(ui.get(page(other)))
-    assert created.signing_secrets()[0] not in text(ui.get(page(created)))  # popped, not kept
+    assert created.signing_secrets().documented not in text(ui.get(page(other)))
+    assert created.signing_secrets().documented not in text(ui.get(page(created)))  # popped, not kept
 
 
 def test_delete_when_confirmed_deletes_and_when_only_viewed_does_not(ui, tenant):
@@ -460,6 +542,41 @@ def test_delivery_page_shows_envelope_and_every_attempt(ui, tenant):
     assert ">Retry</button>" in body
 
 
+def _summary_row(body: str, term: str) -> str:
+    match = re.search(rf"<dt>{term}</dt><dd>(.*?)</dd>", body, flags=re.S)
+    assert match, term
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "last_response"),
+    [((500, "", "HTTP 500"), "HTTP 500"), ((None, "", "timeout after 30.0s"), "timeout after 30.0s"), (None, "—")],
+)
+def test_delivery_page_keeps_last_response_apart_from_a_reason_that_was_not_an_attempt(
+    ui, tenant, attempt, last_response
+):
+    from deliveries.models import Delivery
+
+    webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
+    # Attempted (or not), then it came due while its webhook was disabled: failed, not attempted.
+    delivery = make_delivery(
+        webhook,
+        status="failed",
+        attempt_log=[attempt] if attempt else [],
+        last_error=Delivery.NOT_ATTEMPTED_DISABLED,
+    )
+
+    body = text(ui.get(page(webhook, f"/deliveries/{delivery.id}")))
+    history = text(ui.get(page(webhook)))
+
+    assert re.sub(r"<[^>]+>", "", _summary_row(body, "Last response")) == last_response
+    assert "webhook disabled: not attempted" in _summary_row(body, "Status")
+    row = re.search(rf"{delivery.id}</a>.*?</tr>", history, flags=re.S).group(0)
+    assert ("not attempted" in row) is (attempt is None or attempt[0] is None)
+    if attempt and attempt[0]:
+        assert f'<td class="num">{attempt[0]}</td>' in row
+
+
 def test_delivery_retry_when_posted_queues_another_attempt(ui, tenant):
     from deliveries.models import Delivery
 
@@ -488,7 +605,15 @@ def test_other_organization_gets_404_on_every_page_and_action_and_sees_nothing(u
         assert response.status_code == 404, path
         assert "acme.example" not in text(response)
         assert "There is no such webhook or delivery in your organization." in text(response)
-    for path in ["/disable", "/rotate-secret", "/delete", "/test", f"/deliveries/{delivery.id}/retry", "/edit"]:
+    for path in [
+        "/disable",
+        "/rotate-secret",
+        "/expire-previous-secret",
+        "/delete",
+        "/test",
+        f"/deliveries/{delivery.id}/retry",
+        "/edit",
+    ]:
         assert other_ui.post(page(webhook, path), {"url": "https://evil.example", "events": ["*"]}).status_code == 404
     body = text(other_ui.get(LIST))
     assert "acme.example" not in body

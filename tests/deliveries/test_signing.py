@@ -16,10 +16,12 @@ from conftest import ROOT
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from deliveries.signing import (
+    SigningSecrets,
     documented_signature,
     standard_key,
     standard_signature,
 )
+from deliveries.signing import signed_headers as deliveries_signed_headers
 from deliveries.verify import VerificationError, verify
 from events.encoding import js_dumps
 from webhooks.services import generate_secret
@@ -346,3 +348,26 @@ def test_verify_imports_without_django_when_a_receiver_uses_it() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout.strip()) == (0, "ok"), result.stderr
+
+
+def test_verify_takes_every_secret_a_receiver_holds_through_a_rotation() -> None:
+    old, new = generate_secret(), generate_secret()
+    body = js_dumps(PAYLOAD).encode("utf-8")
+    overlap = deliveries_signed_headers(
+        delivery_id="dlv_1", event_type="x", body=body, secrets=SigningSecrets(documented=old, standard=(new, old))
+    )
+    switched = deliveries_signed_headers(delivery_id="dlv_1", event_type="x", body=body, secrets=SigningSecrets.of(new))
+
+    # During the overlap the old secret alone still verifies both headers, and so do both.
+    assert verify(body, overlap, old) == json.loads(body)
+    assert verify(body, overlap, [old, new]) == json.loads(body)
+    # The new secret alone verifies webhook-signature, but X-CyberCage-Signature is the old one's.
+    with pytest.raises(VerificationError, match="X-CyberCage-Signature"):
+        verify(body, overlap, [new])
+    # After the switch the new secret signs everything: the old one alone no longer verifies.
+    assert verify(body, switched, [new]) == json.loads(body)
+    assert verify(body, switched, (old, new)) == json.loads(body)
+    with pytest.raises(VerificationError):
+        verify(body, switched, [old])
+    with pytest.raises(ValueError, match="at least one secret"):
+        verify(body, switched, [])

@@ -33,6 +33,7 @@ ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 TRICKY_DATA = [
     {
         "threat_id": "thr_ünïcødé",
+        "severity": "high",
         "description": "Zugriff auf «geheime» Schlüssel — 日本語 🔥",
         "score": 1.0,
         "ratio": 0.1,
@@ -46,8 +47,15 @@ TRICKY_DATA = [
         "line_separator": "a\u2028b",
         "controls": "tab\there\nnewline \x01",
     },
-    {"agent": {"hostname": "ноутбук", "user": "ユーザー@example.com"}, "1": 1.5, "0": 100.0, "nested": [1.0, {"9": 9}]},
-    {"message": "emoji 👍🏽 and quotes \" \\ '", "float": 123456789.0, "exp": 1.5e300},
+    {
+        "server_id": "srv_ünï",
+        "name": "ноутбук-server",
+        "agent": {"hostname": "ноутбук", "user": "ユーザー@example.com"},
+        "1": 1.5,
+        "0": 100.0,
+        "nested": [1.0, {"9": 9}],
+    },
+    {"policy": {"id": "pol_1"}, "message": "emoji 👍🏽 and quotes \" \\ '", "float": 123456789.0, "exp": 1.5e300},
 ]
 
 
@@ -166,10 +174,10 @@ def test_fan_out_reaches_only_enabled_subscribed_webhooks_of_the_org(receiver, s
     foreign = make_webhook(other, receiver.url("/other-org"), ["*"]).webhook
     start_worker()
 
-    threat = events.emit(org, "threat.detected", {"threat_id": "thr_1"})
-    approval = events.emit(org, "server.approved", {"server_id": "srv_1"})
+    threat = events.emit(org, "threat.detected", {"threat_id": "thr_1", "severity": "low"})
+    approval = events.emit(org, "server.approved", {"server_id": "srv_1", "name": "github"})
     offline = events.emit(org, "agent.offline", {"agent_id": "agt_1"})
-    foreign_event = events.emit(other, "threat.detected", {"threat_id": "thr_2"})
+    foreign_event = events.emit(other, "threat.detected", {"threat_id": "thr_2", "severity": "low"})
     wait_until(lambda: _quiet(org.id, other.id), message="pipeline did not settle")
 
     def event_ids(path: str) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from conftest import make_webhook, wait_until
 
-from deliveries.drain import DISABLED_ERROR
 from deliveries.models import Attempt, Delivery
 from events import services as events
 
@@ -125,7 +124,23 @@ def test_due_retries_fail_unattempted_when_webhook_disabled_while_retrying(recei
     wait_until(lambda: not Delivery.objects.filter(webhook=webhook, status="retrying").exists(), timeout=15)
     for delivery in Delivery.objects.filter(webhook=webhook):
         assert delivery.status == "failed"
-        assert delivery.last_error == DISABLED_ERROR
+        assert delivery.last_error == Delivery.NOT_ATTEMPTED_DISABLED
         assert delivery.attempts == 1
         assert delivery.next_attempt_at is None
     assert len(receiver.received("/down")) == 2
+
+    # Sending one again is refused while the webhook is disabled, and queues nothing ...
+    first = Delivery.objects.filter(webhook=webhook).order_by("id").first()
+    retry = f"/ui/api/webhooks/{webhook.id}/deliveries/{first.id}/retry"
+    refused = api.post(retry)
+    assert refused.status_code == 409, refused.content
+    assert "Enable it first, then retry." in refused.json()["message"]
+    # ... and, enabled again, goes out once more with the same delivery id.
+    receiver.responses["/down"] = 200
+    assert api.patch(f"/ui/api/webhooks/{webhook.id}", {"enabled": True}, format="json").status_code == 200
+    assert api.post(retry).status_code == 202
+    again = receiver.wait_for(3, "/down")[-1]
+    assert again.headers["X-CyberCage-Delivery-ID"] == first.id
+    wait_until(lambda: Delivery.objects.get(id=first.id).status == "succeeded")
+    assert len(receiver.received("/down")) == 3
+    assert Delivery.objects.get(id=first.id).attempts == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import api_client
+from conftest import DOCUMENT_EXAMPLES, api_client
 from django.conf import settings
 
 from events.models import Event
@@ -13,15 +13,7 @@ from events.models import Event
 pytestmark = pytest.mark.django_db
 
 
-THREAT = {
-    "threat_id": "thr_xyz789",
-    "severity": "high",
-    "type": "data_exfiltration",
-    "description": "Attempted to access sensitive API keys",
-    "agent": {"id": "agt_def456", "hostname": "john-laptop", "user": "user@example.com"},
-    "mcp_server": {"name": "custom-server", "command": "node server.js"},
-    "details": {"tool": "filesystem_read", "path": "/home/user/.env", "blocked": True},
-}
+THREAT = DOCUMENT_EXAMPLES["threat.detected"]
 
 
 def _emit(api, body, **headers):
@@ -55,7 +47,13 @@ def test_emit_event_stores_payload_when_valid(api, tenant):
 
 
 def test_emit_event_keeps_data_intact_when_unicode_and_numbers(api):
-    data = {"text": "Schlüssel — 日本語 🔥 \u2028", "10": 1, "2": [1.5, None, False], "nested": {"deep": {"x": -0.25}}}
+    data = {
+        "policy": {"id": "pol_ü"},
+        "text": "Schlüssel — 日本語 🔥 \u2028",
+        "10": 1,
+        "2": [1.5, None, False],
+        "nested": {"deep": {"x": -0.25}},
+    }
     response = _emit(api, {"event": "policy.violation", "data": data})
     assert response.status_code == 202, response.content
     assert Event.objects.get(id=response.json()["id"]).data == data
@@ -94,7 +92,7 @@ def test_emit_event_refuses_and_stores_nothing_when_json_malformed(api, raw):
 
 
 def _body_of_size(size: int) -> str:
-    head, tail = '{"event": "threat.detected", "data": {"blob": "', '"}}'
+    head, tail = '{"event": "threat.detected", "data": {"threat_id": "t", "severity": "low", "blob": "', '"}}'
     body = head + "x" * (size - len(head) - len(tail)) + tail
     assert len(body.encode()) == size
     return body
@@ -123,21 +121,25 @@ def test_emit_event_returns_original_when_idempotency_key_repeated(api):
 
 
 def test_emit_event_stores_new_event_when_idempotency_key_differs(api):
-    first = _emit(api, {"event": "agent.online", "data": {}}, HTTP_IDEMPOTENCY_KEY="k-1")
-    second = _emit(api, {"event": "agent.online", "data": {}}, HTTP_IDEMPOTENCY_KEY="k-2")
-    third = _emit(api, {"event": "agent.online", "data": {}})
+    first = _emit(api, {"event": "agent.online", "data": {"agent_id": "a"}}, HTTP_IDEMPOTENCY_KEY="k-1")
+    second = _emit(api, {"event": "agent.online", "data": {"agent_id": "a"}}, HTTP_IDEMPOTENCY_KEY="k-2")
+    third = _emit(api, {"event": "agent.online", "data": {"agent_id": "a"}})
     assert len({first.json()["id"], second.json()["id"], third.json()["id"]}) == 3
     assert Event.objects.count() == 3
 
 
 def test_emit_event_keeps_organizations_apart_when_same_idempotency_key(api, tenant, other_tenant):
-    mine = _emit(api, {"event": "agent.online", "data": {}}, HTTP_IDEMPOTENCY_KEY="shared")
-    theirs = _emit(api_client(other_tenant.key), {"event": "agent.online", "data": {}}, HTTP_IDEMPOTENCY_KEY="shared")
+    mine = _emit(api, {"event": "agent.online", "data": {"agent_id": "a"}}, HTTP_IDEMPOTENCY_KEY="shared")
+    theirs = _emit(
+        api_client(other_tenant.key),
+        {"event": "agent.online", "data": {"agent_id": "a"}},
+        HTTP_IDEMPOTENCY_KEY="shared",
+    )
     assert mine.json()["id"] != theirs.json()["id"]
     assert Event.objects.get(id=mine.json()["id"]).organization_id == tenant.organization.id
     assert Event.objects.get(id=theirs.json()["id"]).organization_id == other_tenant.organization.id
 
 
 def test_emit_event_refuses_idempotency_key_when_too_long(api):
-    response = _emit(api, {"event": "agent.online", "data": {}}, HTTP_IDEMPOTENCY_KEY="k" * 256)
+    response = _emit(api, {"event": "agent.online", "data": {"agent_id": "a"}}, HTTP_IDEMPOTENCY_KEY="k" * 256)
     _assert_refused(response, 400, "idempotency_key")

@@ -6,13 +6,17 @@ from __future__ import annotations
 import base64
 import io
 import json
+from datetime import datetime, timedelta
 
 import pytest
 from conftest import api_client, make_webhook
 from django.core.management import call_command
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from webhooks import services
 from webhooks.models import Webhook
+from webhooks.signing_keys import SigningSecrets
 
 pytestmark = pytest.mark.django_db
 
@@ -126,7 +130,7 @@ def test_create_webhook_returns_generated_secret_when_none_supplied(api):
     assert body["secret"].startswith("whsec_")
     assert len(base64.b64decode(body["secret"].removeprefix("whsec_"), validate=True)) == 32
     webhook = Webhook.objects.get(id=body["id"])
-    assert webhook.signing_secrets() == [body["secret"]]
+    assert webhook.signing_secrets() == SigningSecrets.of(body["secret"])
 
 
 def test_create_webhook_echoes_secret_when_supplied(api):
@@ -136,7 +140,7 @@ def test_create_webhook_echoes_secret_when_supplied(api):
     assert body["secret"] == "webhook_secret"
     assert body["events"] == ["*"]
     assert body["enabled"] is False
-    assert Webhook.objects.get(id=body["id"]).signing_secrets() == ["webhook_secret"]
+    assert Webhook.objects.get(id=body["id"]).signing_secrets() == SigningSecrets.of("webhook_secret")
 
 
 def test_create_webhook_generates_distinct_secrets_when_called_twice(api):
@@ -311,7 +315,7 @@ def test_update_webhook_disables_when_body_is_only_enabled_false(api, method):
     assert "secret" not in body
     assert "webhook_secret" not in response.content.decode()
     assert api.get(f"/ui/api/webhooks/{created['id']}").json()["enabled"] is False
-    assert Webhook.objects.get(id=created["id"]).signing_secrets() == ["webhook_secret"]
+    assert Webhook.objects.get(id=created["id"]).signing_secrets() == SigningSecrets.of("webhook_secret")
 
 
 def test_update_webhook_changes_url_and_events_when_valid(api):
@@ -388,8 +392,10 @@ def test_rotate_secret_returns_new_secret_once(api):
     assert body["id"] == created["id"]
     assert body["secret"].startswith("whsec_")
     assert body["secret"] != "webhook_secret"
-    # The new secret signs first; the old one keeps signing during the overlap.
-    assert Webhook.objects.get(id=created["id"]).signing_secrets() == [body["secret"], "webhook_secret"]
+    # Until the switch the old secret signs X-CyberCage-Signature; webhook-signature carries both.
+    assert Webhook.objects.get(id=created["id"]).signing_secrets() == SigningSecrets(
+        documented="webhook_secret", standard=(body["secret"], "webhook_secret")
+    )
     after = api.get(f"/ui/api/webhooks/{created['id']}")
     assert "secret" not in after.json()
     assert body["secret"] not in after.content.decode()
@@ -409,7 +415,105 @@ def test_rotate_secret_refuses_and_keeps_secret_when_too_short(api):
     created = _create(api, secret="webhook_secret").json()
     response = api.post(f"/ui/api/webhooks/{created['id']}/rotate-secret", {"secret": "short"}, format="json")
     _assert_field_error(response, "secret")
-    assert Webhook.objects.get(id=created["id"]).signing_secrets() == ["webhook_secret"]
+    assert Webhook.objects.get(id=created["id"]).signing_secrets() == SigningSecrets.of("webhook_secret")
+
+
+def _rotate(api, webhook_id: str, **body):
+    return api.post(f"/ui/api/webhooks/{webhook_id}/rotate-secret", body, format="json")
+
+
+def _parsed(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_rotate_secret_says_when_the_previous_secret_stops_signing(api, settings):
+    created = _create(api, secret="webhook_secret").json()
+    assert created["previous_secret_expires_at"] is None
+    before = timezone.now()
+
+    body = _rotate(api, created["id"]).json()
+
+    until = _parsed(body["previous_secret_expires_at"])
+    overlap = timedelta(seconds=settings.WEBHOOK_SECRET_OVERLAP)
+    assert before + overlap <= until <= timezone.now() + overlap
+    assert (
+        api.get(f"/ui/api/webhooks/{created['id']}").json()["previous_secret_expires_at"]
+        == body["previous_secret_expires_at"]
+    )
+
+
+def test_rotate_secret_keeps_the_old_secret_for_expire_previous_in_seconds(api):
+    created = _create(api, secret="webhook_secret").json()
+    before = timezone.now()
+
+    body = _rotate(api, created["id"], expire_previous_in=3600).json()
+
+    assert (
+        before + timedelta(hours=1)
+        <= _parsed(body["previous_secret_expires_at"])
+        <= timezone.now() + timedelta(hours=1)
+    )
+    assert Webhook.objects.get(id=created["id"]).signing_secrets().documented == "webhook_secret"
+
+
+def test_rotate_secret_with_expire_previous_in_zero_switches_both_headers_at_once(api):
+    created = _create(api, secret="webhook_secret").json()
+    _rotate(api, created["id"])  # an overlap under way is ended too
+
+    body = _rotate(api, created["id"], expire_previous_in=0).json()
+
+    assert body["previous_secret_expires_at"] is None
+    webhook = Webhook.objects.get(id=created["id"])
+    assert webhook.signing_secrets() == SigningSecrets.of(body["secret"])
+    assert webhook.previous_secret_encrypted == ""
+
+
+@pytest.mark.parametrize("value", [-1, 7 * 24 * 3600 + 1, "60", 60.5, True, None])
+def test_rotate_secret_refuses_expire_previous_in_outside_0_to_7_days(api, value):
+    created = _create(api, secret="webhook_secret").json()
+
+    body = _assert_field_error(_rotate(api, created["id"], expire_previous_in=value), "expire_previous_in")
+
+    assert body["message"].startswith("expire_previous_in: ")
+    assert Webhook.objects.get(id=created["id"]).signing_secrets() == SigningSecrets.of("webhook_secret")
+
+
+def test_rotate_secret_again_during_the_overlap_keeps_the_old_secret_signing(api):
+    created = _create(api, secret="webhook_secret").json()
+    _rotate(api, created["id"])
+
+    newest = _rotate(api, created["id"]).json()["secret"]
+
+    assert Webhook.objects.get(id=created["id"]).signing_secrets() == SigningSecrets(
+        documented="webhook_secret", standard=(newest, "webhook_secret")
+    )
+
+
+def test_expire_previous_secret_ends_the_overlap_and_is_idempotent(api):
+    created = _create(api, secret="webhook_secret").json()
+    new = _rotate(api, created["id"]).json()["secret"]
+
+    responses = [api.post(f"/ui/api/webhooks/{created['id']}/expire-previous-secret") for _ in range(2)]
+
+    for response in responses:
+        assert response.status_code == 200, response.content
+        assert response.json()["previous_secret_expires_at"] is None
+        assert "secret" not in response.json()
+    webhook = Webhook.objects.get(id=created["id"])
+    assert webhook.signing_secrets() == SigningSecrets.of(new)
+    assert webhook.previous_secret_encrypted == ""
+
+
+def test_an_update_from_an_instance_read_before_a_rotation_keeps_the_rotation(tenant):
+    webhook = make_webhook(tenant.organization, PUBLIC_URL, secret="webhook_secret").webhook
+    stale = Webhook.objects.get(id=webhook.id)
+    new = services.webhook_rotate_secret(webhook=webhook)
+
+    services.webhook_update(webhook=stale, changes={"description": "edited meanwhile"})
+
+    fresh = Webhook.objects.get(id=webhook.id)
+    assert fresh.description == "edited meanwhile"
+    assert fresh.signing_secrets() == SigningSecrets(documented="webhook_secret", standard=(new, "webhook_secret"))
 
 
 # --- Refused destinations -----------------------------------------------------------------
@@ -461,7 +565,7 @@ def test_rotate_secret_refuses_a_secret_that_cannot_sign_and_keeps_the_old_one(a
     response = api.post(f"/ui/api/webhooks/{created['id']}/rotate-secret", {"secret": UNSIGNABLE}, format="json")
 
     _assert_field_error(response, "secret")
-    assert Webhook.objects.get(id=created["id"]).signing_secrets() == ["webhook_secret"]
+    assert Webhook.objects.get(id=created["id"]).signing_secrets() == SigningSecrets.of("webhook_secret")
 
 
 @pytest.mark.parametrize("method", ["put", "patch"])
@@ -471,7 +575,7 @@ def test_update_webhook_refuses_a_secret_that_cannot_sign(api, method):
     response = getattr(api, method)(f"/ui/api/webhooks/{created['id']}", {"secret": UNSIGNABLE}, format="json")
 
     _assert_field_error(response, "secret")  # secrets change by rotation only
-    assert Webhook.objects.get(id=created["id"]).signing_secrets() == ["webhook_secret"]
+    assert Webhook.objects.get(id=created["id"]).signing_secrets() == SigningSecrets.of("webhook_secret")
 
 
 def test_secrets_that_sign_are_accepted_whether_whsec_base64_or_plain(api):
@@ -487,7 +591,7 @@ def test_services_refuse_a_secret_that_cannot_sign_when_called_directly(tenant):
     webhook = make_webhook(tenant.organization, PUBLIC_URL, secret="webhook_secret").webhook
     with pytest.raises(ValueError, match="base64"):
         services.webhook_rotate_secret(webhook=webhook, secret=UNSIGNABLE)
-    assert Webhook.objects.get(id=webhook.id).signing_secrets() == ["webhook_secret"]
+    assert Webhook.objects.get(id=webhook.id).signing_secrets() == SigningSecrets.of("webhook_secret")
 
 
 # --- Event types ---------------------------------------------------------------------------

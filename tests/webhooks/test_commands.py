@@ -81,10 +81,13 @@ def test_emit_event_stores_event_with_given_data():
     assert (event.organization_id, event.type, event.data) == (org_id, "threat.detected", data)
 
 
+AGENT = json.dumps({"agent_id": "agt_1"})
+
+
 def test_emit_event_returns_same_event_when_idempotency_key_repeated():
     org_id = _run("create_organization", "Acme")
-    first = _run("emit_event", org_id, "agent.offline", "--idempotency-key", "k1")
-    second = _run("emit_event", org_id, "agent.offline", "--idempotency-key", "k1")
+    first = _run("emit_event", org_id, "agent.offline", "--data", AGENT, "--idempotency-key", "k1")
+    second = _run("emit_event", org_id, "agent.offline", "--data", AGENT, "--idempotency-key", "k1")
     assert first == second
     assert Event.objects.count() == 1
 

@@ -21,7 +21,9 @@ NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens there
 
 
 def _emit(client, **data):
-    return client.post("/ui/api/events", {"event": "agent.online", "data": data}, format="json")
+    return client.post(
+        "/ui/api/events", {"event": "agent.online", "data": {"agent_id": "agt_1", **data}}, format="json"
+    )
 
 
 def _as_caller(tenant) -> SimpleNamespace:

@@ -4,6 +4,7 @@ Point a webhook at it (through a tunnel such as ngrok, or directly with loopback
 WEBHOOK_ALLOWED_NETWORKS); every delivery is verified with ``deliveries.verify`` (both
 signature schemes; the Standard Webhooks headers and a fresh timestamp are required unless
 ``--documented-only``) and printed. It answers 200 when the delivery verifies, 400 when not.
+``--secret`` may be repeated: through a rotation, give it the old secret and the new one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--port", type=int, default=3000, help="port to listen on (0: any free port)")
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-        parser.add_argument("--secret", required=True, help="the webhook's signing secret")
+        parser.add_argument(
+            "--secret",
+            action="append",
+            required=True,
+            help="a signing secret of the webhook; repeat it to accept several (old and new, through a rotation)",
+        )
         parser.add_argument(
             "--tolerance",
             type=int,
@@ -45,7 +51,7 @@ class Command(BaseCommand):
         *args: Any,
         port: int,
         host: str,
-        secret: str,
+        secret: list[str],
         tolerance: int,
         documented_only: bool,
         **options: Any,

@@ -27,5 +27,6 @@ class Command(BaseCommand):
         try:
             event = services.emit(organization_id, event_type, payload, idempotency_key=idempotency_key)
         except services.EmitError as exc:
-            raise CommandError(f"{exc.field}: {exc.message}") from exc
+            problems = [f"{field}: {message}" for field, messages in exc.fields.items() for message in messages]
+            raise CommandError("; ".join(problems)) from exc
         self.stdout.write(event.id)
