@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from deliveries import selectors, services
+from deliveries import rates, selectors, services
 from deliveries.models import Attempt, Delivery
 from events import catalogue
 from events.admin import LargeTablePaginator
@@ -145,14 +145,20 @@ class WebhookAdmin(admin.ModelAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return WebhookChangeList
 
+    class Media:
+        css = {"all": ["admin/deliveries/rates.css"]}  # the rates' colours, as the dashboard's
+
     @admin.display(description="events")
     def event_list(self, webhook: Webhook) -> str:
         return ", ".join(webhook.events)
 
     @admin.display(description="success rate (24 h)")
     def success_rate_24h(self, webhook: Webhook) -> str:
-        rate = webhook.health.success_rate  # type: ignore[attr-defined]
-        return "—" if rate is None else f"{rate * 100:.1f} %"
+        counted = webhook.health.rates  # type: ignore[attr-defined]
+        text = rates.percent(counted.success_rate(rates.PERCENT_PLACES))
+        if counted.grade is None:
+            return text
+        return format_html('<span class="rate-{}" title="{}">{}</span>', counted.grade, counted.grade.label, text)
 
     @admin.display(description="last delivery")
     def last_delivery_status(self, webhook: Webhook) -> str:

@@ -107,7 +107,14 @@ class WebhookStatsView(APIView):
         body = {
             "window": window,
             "totals": stats.totals,
+            "attempts": {
+                "total": stats.rates.attempts,
+                "succeeded": stats.rates.succeeded,
+                "failed": stats.rates.failed,
+            },
             "success_rate": stats.success_rate,
+            "failure_rate": stats.failure_rate,
+            "health": stats.rates.grade,
             "latency_ms": {"p50": stats.latency_p50_ms, "p95": stats.latency_p95_ms},
             "last_status": stats.last_status,
         }

@@ -148,7 +148,7 @@ def test_dashboard_when_used_in_a_browser_manages_a_webhook_end_to_end(live_serv
             assert received.headers["X-CyberCage-Event"] == "test.ping"
             expected = "sha256=" + hmac.new(secret.encode(), received.body, hashlib.sha256).hexdigest()
             assert received.headers["X-CyberCage-Signature"] == expected
-            expect(page.locator(".stats .rate.ok").first).to_have_text("100%")
+            expect(page.locator(".stats .rate.rate-healthy").first).to_have_text("100%")
             expect(page.locator("svg.chart-svg")).to_have_count(2)
             expect(page.locator("svg.chart-svg rect.bar-succeeded")).to_have_count(2)
 
@@ -169,7 +169,9 @@ def test_dashboard_when_used_in_a_browser_manages_a_webhook_end_to_end(live_serv
             page.get_by_role("button", name="Send test event").click()
             expect(page.get_by_text("Test event policy.violation queued")).to_be_visible()
             reload_until(page, "#history .badge-failed", 1)
-            expect(page.locator(".stats .rate.bad").first).to_have_text("50%")
+            # Rates count attempts: 2 answered 200 (the ping and its retry), 6 answered 500 — red.
+            expect(page.locator(".stats .rate.rate-failing").first).to_have_text("25%")
+            expect(page.locator(".stats .rate.rate-failing").nth(1)).to_have_text("75%")
             expect(page.locator("svg.chart-svg rect.bar-failed")).to_have_count(2)
             page.locator("#id_status").select_option("failed")
             page.get_by_role("button", name="Filter").click()
