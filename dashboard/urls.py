@@ -23,5 +23,6 @@ urlpatterns = [
     path(f"{WEBHOOK}/rotate-secret", views.webhook_rotate_secret, name="webhook-rotate-secret"),
     path(f"{WEBHOOK}/delete", views.webhook_delete, name="webhook-delete"),
     path(f"{WEBHOOK}/deliveries/<str:delivery_id>", views.delivery_detail, name="delivery-detail"),
+    path(f"{WEBHOOK}/deliveries/<str:delivery_id>/payload", views.delivery_payload, name="delivery-payload"),
     path(f"{WEBHOOK}/deliveries/<str:delivery_id>/retry", views.delivery_retry, name="delivery-retry"),
 ]

@@ -34,6 +34,15 @@ def delivery_get(webhook: Webhook, delivery_id: str) -> Delivery:
     return delivery
 
 
+def delivery_body(delivery: Delivery) -> bytes:
+    """The request body the delivery sent, byte for byte: what its signatures cover.
+
+    Every attempt of every delivery of an event sends the event's payload, serialized once at
+    emit time, as UTF-8 (``leases.claim``).
+    """
+    return delivery.event.payload.encode("utf-8")
+
+
 def attempts_of(delivery: Delivery) -> list[Attempt]:
     """The delivery's attempt log, first attempt first."""
     return list(delivery.attempt_log.order_by("number"))

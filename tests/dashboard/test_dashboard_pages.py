@@ -486,6 +486,7 @@ def test_other_organization_gets_404_on_every_page_and_action_and_sees_nothing(u
         page(webhook, "/edit"),
         page(webhook, "/delete"),
         page(webhook, f"/deliveries/{delivery.id}"),
+        page(webhook, f"/deliveries/{delivery.id}/payload"),
     ]:
         response = other_ui.get(path)
         assert response.status_code == 404, path
