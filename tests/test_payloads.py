@@ -1,5 +1,5 @@
 """Long payloads never break a page (issue 13 §4): the exact body a delivery sent, byte for byte,
-from the API (an API key) and the dashboard (a member's session); delivery
+from the API (an API key), the dashboard (a member's session) and the admin (staff); delivery
 pages show a formatted beginning of a long body, cut at WEBHOOK_PAYLOAD_PREVIEW_BYTES, with a
 link to the rest. Another organization's delivery is a 404 on every route (the API's is in the
 URLconf matrix of test_isolation.py as well)."""
@@ -11,6 +11,7 @@ import json
 
 import pytest
 from conftest import api_client, create_member, make_webhook
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from deliveries.models import Delivery
@@ -93,3 +94,22 @@ def test_delivery_page_shows_a_short_body_whole_with_the_same_link(tenant):
     assert 'id="payload-truncated"' not in page
     assert f'href="{link}"' in page
     assert "Zoë’s 🔑" in page
+
+
+def test_admin_delivery_page_cuts_a_long_body_and_links_staff_to_the_exact_bytes(tenant, settings, client):
+    settings.WEBHOOK_PAYLOAD_PREVIEW_BYTES = 4096
+    delivery = emitted(tenant, {"threat_id": "thr_1", "severity": "high", "description": "x" * 20_000 + "THE-END"})
+    operator = Client()
+    operator.force_login(get_user_model().objects.create_superuser("ops", "ops@example.com", "a-long-password-1"))
+    exact = f"/admin/deliveries/delivery/{delivery.id}/payload/"
+
+    page = operator.get(f"/admin/deliveries/delivery/{delivery.id}/change/").content.decode()
+    body = operator.get(exact)
+
+    assert "Only the beginning is shown." in page
+    assert f'href="{exact}"' in page
+    assert "THE-END" not in page
+    assert body.status_code == 200
+    assert body.content == delivery.event.payload.encode("utf-8")
+    assert client.get(exact).status_code == 302  # not signed in: the admin's login
+    assert operator.get("/admin/deliveries/delivery/dlv_unknown/payload/").status_code == 404
