@@ -53,7 +53,6 @@ import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
-import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
@@ -298,30 +297,7 @@ def _ignore_signals() -> None:
 
 
 def setup_database() -> None:
-    import psycopg2
-
-    admin = psycopg2.connect(host="127.0.0.1", port=PG_PORT, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        # Afresh on every run: nothing a previous (perhaps interrupted) run left counts.
-        cursor.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{DATABASE}"')
-    admin.close()
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "--skip-checks", "-v", "0"],
-        cwd=ROOT,
-        env=dict(os.environ),
-        check=True,
-    )
-
-
-def django_setup() -> None:
-    import warnings
-
-    import django
-
-    warnings.filterwarnings("ignore", message="No directory at")  # WhiteNoise, irrelevant here
-    django.setup()
+    harness.recreate_database(f"postgres://postgres@127.0.0.1:{PG_PORT}/{DATABASE}")
 
 
 def redis_client():
@@ -1273,7 +1249,7 @@ def main() -> int:
         if leftover:
             out("removed what an earlier run left: " + ", ".join(leftover))
         setup_database()
-        django_setup()
+        harness.django_setup()
         redis_client().flushdb()  # our own database number only
         redis_client().set(SENTINEL_KEY, str(os.getpid()))
         out(f"webhooks cluster demonstration: {HOSTS} worker hosts, one PostgreSQL, one Redis")

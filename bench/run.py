@@ -50,7 +50,6 @@ from service import (  # noqa: E402
     UNBOUND_RATE,
     WEBHOOK_TIMEOUT,
     database_name,
-    django_setup,
     redis_client,
     setup_database,
     versions,
@@ -106,7 +105,7 @@ def main() -> int:
     run_started = time.monotonic()
     try:
         setup_database()
-        django_setup()
+        harness.django_setup()
         redis_client().flushdb()
         out("webhooks delivery benchmark: " + " ".join(s for s in SCENARIOS if s in selected))
         for line in harness.machine_lines(*versions()):

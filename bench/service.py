@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from harness import ROOT
+import harness
 
 from events.catalogue import EVENT_TYPES  # pure module, no Django needed
 
@@ -87,35 +86,7 @@ def database_name() -> str:
 
 
 def setup_database() -> None:
-    import psycopg2
-
-    parts = urlparse(DATABASE_URL)
-    name = database_name()
-    admin = psycopg2.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres", dbname="postgres"
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        # Afresh on every run: nothing a previous (perhaps interrupted) run left counts.
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "--skip-checks", "-v", "0"],
-        cwd=ROOT,
-        env=dict(os.environ),
-        check=True,
-    )
-
-
-def django_setup() -> None:
-    import warnings
-
-    import django
-
-    # WhiteNoise warns once that collectstatic has not run: irrelevant to the API timings.
-    warnings.filterwarnings("ignore", message="No directory at")
-    django.setup()
+    harness.recreate_database(DATABASE_URL)
 
 
 def pg_backends() -> list[int]:

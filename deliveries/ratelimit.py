@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import redis
 from redis.commands.core import Script
 
+from webhooks_project.sliding_log import LUA_PRELUDE
+
 KEY_PREFIX = "whk:rl:"
 
 SECOND_WINDOW_MS = 1_000
@@ -46,7 +48,9 @@ KEY_EXPIRY_SLACK_MS = 1_000
 # Members are added in chunks so one ZADD stays far below Lua's unpack() limit (~8,000 values).
 ZADD_CHUNK = 1_000
 
-_ACQUIRE_LUA = """
+_ACQUIRE_LUA = (
+    LUA_PRELUDE
+    + """
 -- KEYS: the org's grant log. ARGV: n, per_second, per_hour, second_window_ms,
 -- hour_window_ms, expiry_slack_ms, zadd_chunk
 local key = KEYS[1]
@@ -55,11 +59,6 @@ local per_second = tonumber(ARGV[2])
 local per_hour = tonumber(ARGV[3])
 local second_window = tonumber(ARGV[4])
 local hour_window = tonumber(ARGV[5])
-
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
--- Lua's default number-to-string keeps 14 digits (0.1 ms here); format scores explicitly.
-local function ms(x) return string.format('%.3f', x) end
 
 -- A grant counts in a window while its score is in (now - window, now].
 redis.call('ZREMRANGEBYSCORE', key, '-inf', ms(now - hour_window))
@@ -70,24 +69,7 @@ local k = math.min(n, per_second - in_second, per_hour - in_hour)
 if k < 0 then k = 0 end
 
 if k > 0 then
-  -- Members are '<score>:<i>'. Scores strictly increase per org, even if the clock repeats or
-  -- steps back, so members never collide; a stepped-back clock only makes the log stricter.
-  local score = now
-  local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  if newest[2] and tonumber(newest[2]) >= score then score = tonumber(newest[2]) + 0.001 end
-  score = ms(score)
-  local chunk = tonumber(ARGV[7])
-  local i = 1
-  while i <= k do
-    local last = math.min(i + chunk - 1, k)
-    local args = {}
-    for m = i, last do
-      args[#args + 1] = score
-      args[#args + 1] = score .. ':' .. m
-    end
-    redis.call('ZADD', key, unpack(args))
-    i = last + 1
-  end
+  local score = append(key, k, tonumber(ARGV[7]))
   redis.call('PEXPIRE', key, math.ceil(tonumber(score) - now + hour_window + tonumber(ARGV[6])))
 end
 
@@ -111,6 +93,7 @@ end
 -- Integers survive the reply: microseconds, rounded up so the caller never wakes early.
 return {k, math.ceil(wait * 1000)}
 """
+)
 
 # One Script per client: register_script only hashes the text, the server loads it on first
 # use (EVALSHA, falling back to SCRIPT LOAD), and the weak reference keeps no client alive.

@@ -32,6 +32,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
 from webhooks_project.redis import get_redis
+from webhooks_project.sliding_log import LUA_PRELUDE
 
 if TYPE_CHECKING:  # rest_framework.views imports this module through the throttle setting
     from rest_framework.views import APIView
@@ -82,16 +83,15 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
             return True
 
 
-_CHARGE_LUA = """
+_CHARGE_LUA = (
+    LUA_PRELUDE
+    + """
 -- KEYS: the key's event log. ARGV: n, limit, window_ms, expiry_slack_ms, zadd_chunk
 -- Returns {1, 0} when all n fit (and are logged), else {0, microseconds until they would}.
 local key = KEYS[1]
 local n = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local function ms(x) return string.format('%.3f', x) end
 
 redis.call('ZREMRANGEBYSCORE', key, '-inf', ms(now - window))
 local used = redis.call('ZCARD', key)
@@ -100,26 +100,11 @@ if used + n > limit then
   local entry = redis.call('ZRANGE', key, used + n - limit - 1, used + n - limit - 1, 'WITHSCORES')
   return {0, math.ceil((tonumber(entry[2]) + window - now) * 1000)}
 end
--- Members are '<score>:<i>' with scores strictly increasing per key, so they never collide.
-local score = now
-local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-if newest[2] and tonumber(newest[2]) >= score then score = tonumber(newest[2]) + 0.001 end
-score = ms(score)
-local chunk = tonumber(ARGV[5])
-local i = 1
-while i <= n do
-  local last = math.min(i + chunk - 1, n)
-  local args = {}
-  for m = i, last do
-    args[#args + 1] = score
-    args[#args + 1] = score .. ':' .. m
-  end
-  redis.call('ZADD', key, unpack(args))
-  i = last + 1
-end
+local score = append(key, n, tonumber(ARGV[5]))
 redis.call('PEXPIRE', key, math.ceil(tonumber(score) - now + window + tonumber(ARGV[4])))
 return {1, 0}
 """
+)
 
 _scripts: weakref.WeakKeyDictionary[redis.Redis, Any] = weakref.WeakKeyDictionary()
 
