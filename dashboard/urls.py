@@ -28,5 +28,6 @@ urlpatterns = [
     ),
     path(f"{WEBHOOK}/delete", views.webhook_delete, name="webhook-delete"),
     path(f"{WEBHOOK}/deliveries/<str:delivery_id>", views.delivery_detail, name="delivery-detail"),
+    path(f"{WEBHOOK}/deliveries/<str:delivery_id>/payload", views.delivery_payload, name="delivery-payload"),
     path(f"{WEBHOOK}/deliveries/<str:delivery_id>/retry", views.delivery_retry, name="delivery-retry"),
 ]

@@ -37,7 +37,8 @@ from dashboard.forms import (
 from dashboard.history import history_page
 from dashboard.stats import DAY, WEEK, list_health, window_stats
 from deliveries import selectors, services
-from events.encoding import pretty
+from deliveries.api import payload_response
+from events.preview import payload_preview
 from webhooks import reveal
 from webhooks import services as webhook_services
 from webhooks.selectors import webhook_get, webhooks_of
@@ -256,12 +257,21 @@ def delivery_detail(request: HttpRequest, webhook_id: str, delivery_id: str) -> 
     context = {
         "webhook": webhook,
         "delivery": delivery,
-        "envelope": pretty(delivery.event.envelope),
+        "payload": payload_preview(delivery.event.payload, limit=settings.WEBHOOK_PAYLOAD_PREVIEW_BYTES),
+        "preview_limit": settings.WEBHOOK_PAYLOAD_PREVIEW_BYTES,
         "attempts": attempts,
         # "Last response" is the last attempt's, never a reason the delivery was not attempted.
         "last_attempt": attempts[-1] if attempts else None,
     }
     return render_page(request, "dashboard/delivery_detail.html", context)
+
+
+@member_required
+@require_GET
+def delivery_payload(request: HttpRequest, webhook_id: str, delivery_id: str) -> HttpResponse:
+    """The exact body the delivery sent, for the member's browser (the API's route wants a key)."""
+    webhook = webhook_get(request.organization, webhook_id)
+    return payload_response(selectors.delivery_get(webhook, delivery_id))
 
 
 @member_required

@@ -6,5 +6,6 @@ at emit), ``dispatch`` (waking a webhook's drain), ``tasks`` (the Celery entry p
 ``leases`` (claim, release and record, in PostgreSQL), ``signing`` and ``http`` (what goes
 on the wire), ``schedule`` (when a retry comes). Beside the flow: ``periodic`` (the sweeper
 and hourly housekeeping), ``services`` (manual operations), ``selectors``, ``api``,
-``serializers`` and ``metrics`` (reads), ``verify`` (for receivers).
+``serializers`` and ``metrics`` (reads), ``rates`` (what a success rate is, for all of them),
+``verify`` (for receivers).
 """

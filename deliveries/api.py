@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.http import Http404
+from django.http import Http404, HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -14,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from deliveries import selectors, services
+from deliveries.models import Delivery
 from deliveries.serializers import (
     DeliveryDetailSerializer,
     DeliveryFilterSerializer,
@@ -56,6 +58,26 @@ class DeliveryDetailView(APIView):
         webhook = webhook_get(request.user.organization, webhook_id)
         delivery = selectors.delivery_get(webhook, delivery_id)
         return Response(DeliveryDetailSerializer(delivery).data)
+
+
+def payload_response(delivery: Delivery) -> HttpResponse:
+    """The delivery's body as it was sent and signed, byte for byte (the API's route and the
+    dashboard's link both answer with this); saved, it is named for the delivery."""
+    response = HttpResponse(selectors.delivery_body(delivery), content_type="application/json")
+    response["Content-Disposition"] = f'inline; filename="{delivery.id}.json"'
+    return response
+
+
+class DeliveryPayloadView(APIView):
+    @extend_schema(
+        summary="The exact body a delivery sent",
+        description="The request body byte for byte, as signed: verify a signature against it, or read a"
+        " payload too long for the delivery's page.",
+        responses={(200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="The body as sent.")},
+    )
+    def get(self, request: Request, webhook_id: str, delivery_id: str) -> HttpResponse:
+        webhook = webhook_get(request.user.organization, webhook_id)
+        return payload_response(selectors.delivery_get(webhook, delivery_id))
 
 
 # Retry, recover and test events refuse a disabled webhook (deliveries.services).
@@ -126,7 +148,14 @@ class WebhookStatsView(APIView):
         body = {
             "window": window,
             "totals": stats.totals,
+            "attempts": {
+                "total": stats.rates.attempts,
+                "succeeded": stats.rates.succeeded,
+                "failed": stats.rates.failed,
+            },
             "success_rate": stats.success_rate,
+            "failure_rate": stats.failure_rate,
+            "health": stats.rates.grade,
             "latency_ms": {"p50": stats.latency_p50_ms, "p95": stats.latency_p95_ms},
             "last_status": stats.last_status,
         }

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 
 import redis
 from django.conf import settings
 from django.db import connection
 
+from deliveries import selectors
 from deliveries.models import DUE_SQL
+from deliveries.rates import Grade, Rates
 from webhooks_project.redis import REDIS_SOCKET_TIMEOUT, get_redis
 
 logger = logging.getLogger(__name__)
@@ -29,6 +33,8 @@ QUEUE_NAME = "webhooks"
 # Upper bounds (seconds) of the attempt latency buckets; the receiver timeout is 30 s.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STATUSES = ("pending", "retrying", "succeeded", "failed")
+# The window of the deliveries' and rates' gauges (what the dashboard's list shows).
+RECENT_WINDOW = timedelta(hours=24)
 # Attempt outcomes: a 2xx, another HTTP status, or no response at all (network error, timeout).
 OUTCOMES = ("success", "http_error", "network_error")
 
@@ -103,15 +109,47 @@ def render(families: list[_Family]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _database_families() -> list[_Family]:
-    # Long, but one read: four queries on one cursor, then the families they fill, declared.
-    with connection.cursor() as cursor:
-        # Deliveries created in the last 24 h by status (index on created_at).
-        cursor.execute(
-            "SELECT status, count(*) FROM deliveries_delivery"
-            " WHERE created_at >= now() - interval '24 hours' GROUP BY status"
+def _health_families() -> list[_Family]:
+    """The last 24 hours' deliveries by status and their attempts' success rate, overall and
+    graded per webhook, by the rates the dashboard and the admin show (``deliveries.rates``)."""
+    totals, by_webhook = selectors.all_webhooks_health(window=RECENT_WINDOW)
+    recent = Counter[str]()
+    for counts in totals.values():
+        recent.update(counts)
+    overall = sum(by_webhook.values(), Rates())
+    grades = Counter(counted.grade for counted in by_webhook.values() if counted.grade is not None)
+    families = [
+        _Family(
+            "webhook_deliveries_last_24h",
+            "gauge",
+            "Deliveries created in the last 24 hours, by current status.",
+            [({"status": status}, recent[status]) for status in STATUSES],
+        ),
+        _Family(
+            "webhook_endpoints_by_health_last_24h",
+            "gauge",
+            "Webhooks by the grade of their attempts' success rate over the last 24 hours' deliveries (healthy:"
+            " at least 99 %, degraded: below, failing: under 90 %); webhooks without attempts are not counted.",
+            [({"health": grade.value}, grades[grade]) for grade in Grade],
+        ),
+    ]
+    success_rate = overall.success_rate()
+    if success_rate is not None:
+        families.append(
+            _Family(
+                "webhook_attempt_success_ratio_last_24h",
+                "gauge",
+                "Successful attempts / all attempts of the deliveries created in the last 24 hours, every webhook"
+                " together, rounded down to 4 places (absent when nothing was attempted).",
+                [({}, success_rate)],
+            )
         )
-        recent = dict(cursor.fetchall())
+    return families
+
+
+def _database_families() -> list[_Family]:
+    # Long, but one read: three queries on one cursor, then the families they fill, declared.
+    with connection.cursor() as cursor:
         # The backlog: every open delivery, whatever its age (partial index on open deliveries).
         cursor.execute(
             "SELECT status, count(*) FROM deliveries_delivery WHERE status IN ('pending', 'retrying') GROUP BY status"
@@ -133,12 +171,6 @@ def _database_families() -> list[_Family]:
     duration_sum_ms, attempt_count = row[3], row[4]
     buckets = [*zip(LATENCY_BUCKETS, row[5:], strict=True), (float("inf"), attempt_count)]
     return [
-        _Family(
-            "webhook_deliveries_last_24h",
-            "gauge",
-            "Deliveries created in the last 24 hours, by current status.",
-            [({"status": status}, recent.get(status, 0)) for status in STATUSES],
-        ),
         _Family(
             "webhook_deliveries_open",
             "gauge",
@@ -230,4 +262,4 @@ def _redis_families() -> list[_Family]:
 
 def prometheus_text() -> str:
     """Every metric, in the Prometheus text exposition format (version 0.0.4)."""
-    return render(_database_families() + _redis_families())
+    return render(_health_families() + _database_families() + _redis_families())

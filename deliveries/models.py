@@ -10,6 +10,9 @@ from django.utils import timezone
 
 from webhooks_project.ids import new_id
 
+# The HTTP statuses of a successful attempt, first and last (inclusive, as ``__range`` reads them).
+SUCCESS_STATUSES = (200, 299)
+
 
 class DeliveryQuerySet(models.QuerySet):
     def due(self) -> DeliveryQuerySet:
@@ -121,4 +124,5 @@ class Attempt(models.Model):
 
     @property
     def succeeded(self) -> bool:
-        return self.response_status is not None and 200 <= self.response_status < 300
+        first, last = SUCCESS_STATUSES
+        return self.response_status is not None and first <= self.response_status <= last

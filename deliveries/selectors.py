@@ -1,4 +1,5 @@
-"""Reads of delivery history and health, always through webhooks the caller looked up in its organization."""
+"""Reads of delivery history and health, always through webhooks the caller looked up in its organization
+(but for `all_webhooks_health`: operators' figures across organizations, for `/metrics`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
+from deliveries import rates
 from deliveries.models import Attempt, Delivery
+from deliveries.rates import Rates
 from webhooks.models import Webhook
 
 
@@ -31,6 +34,15 @@ def delivery_get(webhook: Webhook, delivery_id: str) -> Delivery:
     return delivery
 
 
+def delivery_body(delivery: Delivery) -> bytes:
+    """The request body the delivery sent, byte for byte: what its signatures cover.
+
+    Every attempt of every delivery of an event sends the event's payload, serialized once at
+    emit time, as UTF-8 (``leases.claim``).
+    """
+    return delivery.event.payload.encode("utf-8")
+
+
 def attempts_of(delivery: Delivery) -> list[Attempt]:
     """The delivery's attempt log, first attempt first."""
     return list(delivery.attempt_log.order_by("number"))
@@ -38,10 +50,12 @@ def attempts_of(delivery: Delivery) -> list[Attempt]:
 
 @dataclass(frozen=True)
 class Health:
-    """How a webhook's deliveries are going: those created in a window, by status, and the status
-    of the one attempted last (whenever that was)."""
+    """How a webhook's deliveries are going: those created in a window, by status, the rates of
+    their attempts (``deliveries.rates``), and the status of the one attempted last (whenever
+    that was)."""
 
     totals: dict[str, int]
+    rates: Rates
     last_status: str | None
 
     @property
@@ -50,22 +64,46 @@ class Health:
 
     @property
     def success_rate(self) -> float | None:
-        """succeeded / (succeeded + failed), to four places; None when nothing finished.
+        return self.rates.success_rate()
 
-        Deliveries still pending or being retried count neither way yet.
-        """
-        succeeded, failed = self.totals[Delivery.Status.SUCCEEDED], self.totals[Delivery.Status.FAILED]
-        finished = succeeded + failed
-        return round(succeeded / finished, 4) if finished else None
+    @property
+    def failure_rate(self) -> float | None:
+        return self.rates.failure_rate()
 
 
 @dataclass(frozen=True)
 class WebhookStats(Health):
-    """Health, with the latency of the window's attempts."""
+    """Health, with the latency of the window's attempts (ms, to ``LATENCY_PLACES``)."""
 
     window_seconds: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+
+
+# Latencies are read to a tenth of a millisecond: percentiles interpolate between whole-ms
+# durations, and 49.099999999999994 says nothing 49.1 does not.
+LATENCY_PLACES = 1
+
+
+Totals = dict[str, int]
+
+
+def _tally(deliveries: QuerySet[Delivery]) -> tuple[dict[str, Totals], dict[str, Rates]]:
+    """``deliveries`` counted by webhook in one grouped query: by status, and their attempts."""
+    counted = (
+        deliveries.order_by()
+        .values("webhook_id", "status")
+        # Named apart from the model's fields: an aggregate called "attempts" would shadow the
+        # column the other aggregate reads.
+        .annotate(n=Count("id"), tried=rates.attempts_sum(), ok=rates.successful_attempts_sum())
+        .values_list("webhook_id", "status", "n", "tried", "ok")
+    )
+    totals: dict[str, Totals] = {}
+    sums: dict[str, Rates] = {}
+    for webhook_id, status, n, attempts, succeeded in counted:
+        totals.setdefault(webhook_id, dict.fromkeys(Delivery.Status.values, 0))[status] = n
+        sums[webhook_id] = sums.get(webhook_id, Rates()) + Rates(attempts=attempts, succeeded=succeeded)
+    return totals, sums
 
 
 def webhooks_health(
@@ -81,16 +119,7 @@ def webhooks_health(
     if not ids:
         return {}
     since = (now or timezone.now()) - window
-    totals = {webhook_id: dict.fromkeys(Delivery.Status.values, 0) for webhook_id in ids}
-    counted = (
-        Delivery.objects.filter(webhook_id__in=ids, created_at__gte=since)
-        .order_by()
-        .values("webhook_id", "status")
-        .annotate(n=Count("id"))
-        .values_list("webhook_id", "status", "n")
-    )
-    for webhook_id, status, n in counted:
-        totals[webhook_id][status] = n
+    totals, sums = _tally(Delivery.objects.filter(webhook_id__in=ids, created_at__gte=since))
     last_attempted = (
         Delivery.objects.filter(webhook_id=OuterRef("id"), last_attempt_at__isnull=False)
         .order_by("-created_at", "-id")
@@ -104,9 +133,20 @@ def webhooks_health(
     )
     # A webhook deleted meanwhile has no row left: no last status either.
     return {
-        webhook_id: Health(totals=counts, last_status=last_status.get(webhook_id))
-        for webhook_id, counts in totals.items()
+        webhook_id: Health(
+            totals=totals.get(webhook_id, dict.fromkeys(Delivery.Status.values, 0)),
+            rates=sums.get(webhook_id, Rates()),
+            last_status=last_status.get(webhook_id),
+        )
+        for webhook_id in ids
     }
+
+
+def all_webhooks_health(*, window: timedelta) -> tuple[dict[str, Totals], dict[str, Rates]]:
+    """Every webhook's deliveries created in ``window`` by status, and their attempts' rates,
+    each by webhook id (webhooks without deliveries in it are left out): for operators'
+    ``/metrics``, across organizations. One grouped query through the index on ``created_at``."""
+    return _tally(Delivery.objects.filter(created_at__gte=timezone.now() - window))
 
 
 def webhook_stats(webhook: Webhook, *, window: timedelta) -> WebhookStats:
@@ -128,10 +168,11 @@ def webhook_stats(webhook: Webhook, *, window: timedelta) -> WebhookStats:
         p50, p95 = cursor.fetchone()
     return WebhookStats(
         totals=health.totals,
+        rates=health.rates,
         last_status=health.last_status,
         window_seconds=int(window.total_seconds()),
-        latency_p50_ms=p50,
-        latency_p95_ms=p95,
+        latency_p50_ms=None if p50 is None else round(p50, LATENCY_PLACES),
+        latency_p95_ms=None if p95 is None else round(p95, LATENCY_PLACES),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from deliveries.models import Attempt, Delivery
+from deliveries.rates import Grade
 from events import catalogue
 from webhooks_project.serializers import PageQuerySerializer, StrictCharField, StrictSerializer
 
@@ -116,15 +117,31 @@ class StatusTotalsSerializer(serializers.Serializer):
     failed = serializers.IntegerField()
 
 
+class AttemptCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    succeeded = serializers.IntegerField(help_text="Answered 2xx.")
+    failed = serializers.IntegerField(help_text="Any other answer, or none (connection error, timeout).")
+
+
 class WebhookStatsSerializer(serializers.Serializer):
-    """Deliveries created in the window, by status; latency of their attempts in the window."""
+    """Deliveries created in the window, by status; their attempts, with the rates and latency of those."""
 
     window = serializers.CharField()
-    totals = StatusTotalsSerializer()
+    totals = StatusTotalsSerializer(help_text="Deliveries created in the window, by current status.")
+    attempts = AttemptCountsSerializer(help_text="Attempts made on those deliveries.")
     success_rate = serializers.FloatField(
-        allow_null=True, help_text="succeeded / (succeeded + failed); null when none finished."
+        allow_null=True,
+        help_text="Successful attempts / attempts, rounded down to 4 places; null when nothing was attempted.",
     )
-    latency_ms = LatencySerializer()
+    failure_rate = serializers.FloatField(
+        allow_null=True, help_text="1 - success_rate: failed attempts / attempts, rounded up; null likewise."
+    )
+    health = serializers.ChoiceField(
+        choices=[grade.value for grade in Grade],
+        allow_null=True,
+        help_text="healthy: success_rate >= 0.99; degraded: below; failing: under 0.90; null without attempts.",
+    )
+    latency_ms = LatencySerializer(help_text="Of those attempts, in ms to a tenth.")
     last_status = serializers.ChoiceField(
         choices=Delivery.Status.choices, allow_null=True, help_text="Status of the most recently attempted delivery."
     )

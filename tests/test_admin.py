@@ -130,7 +130,8 @@ def test_webhook_list_shows_health_and_never_a_secret(operator, tenant):
 
     assert "https://example.com/hook" in listing
     assert "threat.detected" in listing
-    assert "75.0 %" in listing  # 3 of 4 finished deliveries in 24 h succeeded
+    # 3 of 4 attempts in 24 h succeeded: red, as on the dashboard (deliveries.rates).
+    assert '<span class="rate-failing" title="under 90 % of attempts succeeded">75%</span>' in listing
     assert 'class="field-last_delivery_status">failed<' in listing
     for page in (listing, detail):
         assert created.secret not in page
@@ -322,7 +323,8 @@ def test_webhook_list_reads_the_same_queries_when_3_or_30_webhooks(operator, ten
         page = operator.get("/admin/webhooks/webhook/")
 
     body = page.content.decode()
-    assert body.count('class="field-success_rate_24h">50.0 %<') == 30  # every row, with its own health
+    assert body.count('class="field-success_rate_24h"><span class="rate-failing"') == 30  # every row, its own health
+    assert body.count(">50%</span>") == 30
     assert body.count('class="field-last_delivery_status">failed<') == 30
 
 

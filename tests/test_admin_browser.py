@@ -31,8 +31,8 @@ def test_admin_works_in_a_browser_when_its_content_security_policy_is_enforced(l
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
-            watch(page, problems, {f"{base}/favicon.ico"})  # the admin links no icon; browsers ask anyway
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            watch(page, problems, set())
             page.goto(base + "/admin/")
             page.get_by_label("Username").fill("ops")
             page.get_by_label("Password").fill(PASSWORD)
@@ -60,6 +60,17 @@ def test_admin_works_in_a_browser_when_its_content_security_policy_is_enforced(l
             page.goto(f"{base}/admin/webhooks/webhook/{webhook.id}/change/")
             page.goto(f"{base}/admin/deliveries/delivery/{delivery.id}/change/")
             expect(page.locator("body")).to_contain_text(delivery.id)
+
+            # The delivery list fits a 1,280 px window: no sideways scrolling, of the page or the table.
+            page.goto(base + "/admin/deliveries/delivery/")
+            expect(page.locator("#result_list")).to_contain_text(delivery.id)
+            expect(page.locator("#result_list")).to_contain_text(webhook.id)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+            assert page.locator("#changelist .results").evaluate("e => e.scrollWidth <= e.clientWidth")
+
+            # A favicon, as on the dashboard (and no request for /favicon.ico failed on the way).
+            icon = page.locator("link[rel=icon]").get_attribute("href")
+            assert page.request.get(base + icon).headers["content-type"] == "image/svg+xml"
         finally:
             browser.close()
 

@@ -123,6 +123,7 @@ def test_matrix_covers_every_webhook_route():
         "ui/api/webhooks/<str:webhook_id>/rotate-secret",
         "ui/api/webhooks/<str:webhook_id>/deliveries",
         "ui/api/webhooks/<str:webhook_id>/deliveries/<str:delivery_id>",
+        "ui/api/webhooks/<str:webhook_id>/deliveries/<str:delivery_id>/payload",
     ]:
         assert expected in templates
     methods = {route.method for route in ROUTES if route.template == "ui/api/webhooks/<str:webhook_id>"}

@@ -142,6 +142,11 @@ def test_metrics_expose_deliveries_attempts_latency_queue_and_lag(client, tenant
     assert m['webhook_deliveries_last_24h{status="succeeded"}'] == 2
     assert m['webhook_deliveries_last_24h{status="retrying"}'] == 1
     assert m['webhook_deliveries_last_24h{status="pending"}'] == 1
+    # Attempts: 200, 200 and 500; one webhook all green, the other all red (deliveries.rates).
+    assert m["webhook_attempt_success_ratio_last_24h"] == 0.6666
+    assert m['webhook_endpoints_by_health_last_24h{health="healthy"}'] == 1
+    assert m['webhook_endpoints_by_health_last_24h{health="degraded"}'] == 0
+    assert m['webhook_endpoints_by_health_last_24h{health="failing"}'] == 1
     assert m['webhook_deliveries_open{status="retrying"}'] == 1
     assert m['webhook_attempts_last_hour{outcome="success"}'] == 2
     assert m['webhook_attempts_last_hour{outcome="http_error"}'] == 1
@@ -242,13 +247,47 @@ def test_stats_report_totals_success_rate_and_latency_for_the_window(tenant):
 
     assert day["window"] == "24h"
     assert day["totals"] == {"pending": 0, "retrying": 0, "succeeded": 3, "failed": 1}
+    assert day["attempts"] == {"total": 4, "succeeded": 3, "failed": 1}
     assert day["success_rate"] == 0.75
+    assert day["failure_rate"] == 0.25
+    assert day["health"] == "failing"  # under 90 %
     assert day["latency_ms"]["p50"] == 250
     assert 300 < day["latency_ms"]["p95"] <= 400
     assert day["last_status"] in {"succeeded", "failed"}
     assert week["window"] == "7d"
     assert week["totals"]["failed"] == 2
     assert week["success_rate"] == 0.6
+
+
+@pytest.mark.django_db
+def test_stats_count_attempts_so_retried_deliveries_show_at_once(tenant):
+    """The issue's API answer: "retrying": 8, "succeeded": 6, "success_rate": 1.0 while the
+    endpoint answered 400. Rates count attempts, and the deliveries by status stay."""
+    webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
+    for _ in range(6):
+        attempted(webhook, status="succeeded", http=200, duration_ms=40)
+    for _ in range(8):
+        attempted(webhook, status="retrying", http=400, duration_ms=40)
+
+    body = api_client(tenant.key).get(f"/ui/api/webhooks/{webhook.id}/stats").json()
+
+    assert body["totals"] == {"pending": 0, "retrying": 8, "succeeded": 6, "failed": 0}
+    assert body["attempts"] == {"total": 14, "succeeded": 6, "failed": 8}
+    assert body["success_rate"] == 0.4285
+    assert body["failure_rate"] == 0.5715
+    assert body["health"] == "failing"
+
+
+@pytest.mark.django_db
+def test_stats_round_latency_to_a_tenth_of_a_millisecond(tenant):
+    webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
+    for ms in (1, 7):  # PostgreSQL interpolates their p95 as 6.699999999999999
+        attempted(webhook, status="succeeded", http=200, duration_ms=ms)
+
+    body = api_client(tenant.key).get(f"/ui/api/webhooks/{webhook.id}/stats").json()
+
+    assert body["latency_ms"] == {"p50": 4.0, "p95": 6.7}
+    assert body["health"] == "healthy"
 
 
 @pytest.mark.django_db
@@ -260,7 +299,10 @@ def test_stats_have_no_rate_when_nothing_finished(tenant):
     assert body == {
         "window": "1h",
         "totals": {"pending": 0, "retrying": 0, "succeeded": 0, "failed": 0},
+        "attempts": {"total": 0, "succeeded": 0, "failed": 0},
         "success_rate": None,
+        "failure_rate": None,
+        "health": None,
         "latency_ms": {"p50": None, "p95": None},
         "last_status": None,
     }

@@ -106,7 +106,8 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The project's own overrides of the admin's templates (its favicon), found before the admin's.
+        "DIRS": [BASE_DIR / "webhooks_project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -242,6 +243,9 @@ WEBHOOK_RESPONSE_READ_BYTES = _env_int("WEBHOOK_RESPONSE_READ_BYTES", 64 * 1024)
 WEBHOOK_RESPONSE_STORE_BYTES = _env_int("WEBHOOK_RESPONSE_STORE_BYTES", 4 * 1024)
 # Largest accepted request body (and so event payload): the document's 1 MB.
 WEBHOOK_MAX_PAYLOAD_BYTES = _env_int("WEBHOOK_MAX_PAYLOAD_BYTES", 1_048_576)
+# A delivery's page (dashboard, admin) shows at most this much of a longer body, with a link to
+# all of it: a megabyte of JSON made a page millions of pixels wide and too heavy to draw.
+WEBHOOK_PAYLOAD_PREVIEW_BYTES = _env_int("WEBHOOK_PAYLOAD_PREVIEW_BYTES", 64 * 1024)
 # Per-organization delivery limits, as the document states them.
 WEBHOOK_RATE_PER_SECOND = _env_int("WEBHOOK_RATE_PER_SECOND", 100)
 WEBHOOK_RATE_PER_HOUR = _env_int("WEBHOOK_RATE_PER_HOUR", 10_000)

@@ -1,7 +1,9 @@
 """URLs: the documented API under ``/ui/api/`` (no trailing slashes), the admin, health."""
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from deliveries import api as deliveries_api
@@ -36,6 +38,11 @@ api = [
         name="delivery-detail",
     ),
     path(
+        "ui/api/webhooks/<str:webhook_id>/deliveries/<str:delivery_id>/payload",
+        deliveries_api.DeliveryPayloadView.as_view(),
+        name="delivery-payload",
+    ),
+    path(
         "ui/api/webhooks/<str:webhook_id>/deliveries/<str:delivery_id>/retry",
         deliveries_api.DeliveryRetryView.as_view(),
         name="delivery-retry",
@@ -48,6 +55,8 @@ api = [
 
 urlpatterns = [
     *api,
+    # Browsers ask for /favicon.ico where a page names no icon (a JSON body opened in a tab).
+    path("favicon.ico", RedirectView.as_view(url=static("dashboard/favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics_view, name="metrics"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import re
 from pathlib import Path
@@ -59,6 +60,23 @@ def watch(page: Page, problems: list[str], expected_404: set[str]) -> None:
     page.on("response", response)
 
 
+# The viewports the layout is checked at: a laptop and a phone.
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+# A threat whose description fills the document's 1 MB, and whose command is 270 characters.
+LONG_PAYLOAD_DATA = {
+    "threat_id": "thr_long",
+    "severity": "high",
+    "description": "A" * 1_040_000,
+    "mcp_server": {"name": "custom-server", "command": "node " + "x" * 265},
+}
+
+
+def assert_no_wider_than_window(page: Page) -> None:
+    width = page.evaluate("Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)")
+    assert width <= page.viewport_size["width"], f"{page.url} is {width} px wide at {page.viewport_size['width']}"
+
+
 def refuse_policy_violations(request) -> tuple[int, dict[str, str], bytes]:
     if request.headers.get("X-CyberCage-Event") == "policy.violation":
         return 500, {}, b"policy engine unavailable"
@@ -100,9 +118,7 @@ def test_dashboard_when_used_in_a_browser_manages_a_webhook_end_to_end(live_serv
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(
-                viewport={"width": 1280, "height": 900}, permissions=["clipboard-read", "clipboard-write"]
-            )
+            context = browser.new_context(viewport=DESKTOP, permissions=["clipboard-read", "clipboard-write"])
             page = context.new_page()
             watch(page, problems, expected_404)
 
@@ -148,7 +164,7 @@ def test_dashboard_when_used_in_a_browser_manages_a_webhook_end_to_end(live_serv
             assert received.headers["X-CyberCage-Event"] == "test.ping"
             expected = "sha256=" + hmac.new(secret.encode(), received.body, hashlib.sha256).hexdigest()
             assert received.headers["X-CyberCage-Signature"] == expected
-            expect(page.locator(".stats .rate.ok").first).to_have_text("100%")
+            expect(page.locator(".stats .rate.rate-healthy").first).to_have_text("100%")
             expect(page.locator("svg.chart-svg")).to_have_count(2)
             expect(page.locator("svg.chart-svg rect.bar-succeeded")).to_have_count(2)
 
@@ -169,7 +185,9 @@ def test_dashboard_when_used_in_a_browser_manages_a_webhook_end_to_end(live_serv
             page.get_by_role("button", name="Send test event").click()
             expect(page.get_by_text("Test event policy.violation queued")).to_be_visible()
             reload_until(page, "#history .badge-failed", 1)
-            expect(page.locator(".stats .rate.bad").first).to_have_text("50%")
+            # Rates count attempts: 2 answered 200 (the ping and its retry), 6 answered 500 — red.
+            expect(page.locator(".stats .rate.rate-failing").first).to_have_text("25%")
+            expect(page.locator(".stats .rate.rate-failing").nth(1)).to_have_text("75%")
             expect(page.locator("svg.chart-svg rect.bar-failed")).to_have_count(2)
             page.locator("#id_status").select_option("failed")
             page.get_by_role("button", name="Filter").click()
@@ -207,6 +225,57 @@ def test_dashboard_when_used_in_a_browser_manages_a_webhook_end_to_end(live_serv
             expect(page.get_by_text("The old secret no longer signs")).to_be_visible()
             expect(page.locator("#secret-switch")).to_have_count(0)
             test_event_is_signed_with(new_secret)
+
+            # A 1 MB payload with a 270-character command: sent whole, shown cut short with a
+            # link to the exact bytes, and the pages no wider than the window at 1,280 and 390 px.
+            emitted = page.request.post(
+                base + "/ui/api/events",
+                data=json.dumps({"event": "threat.detected", "data": LONG_PAYLOAD_DATA}),
+                headers={"Authorization": f"Bearer {acme.key}", "Content-Type": "application/json"},
+            )
+            assert emitted.status == 202, emitted.text()
+            sent = wait_until(
+                lambda: [
+                    r
+                    for r in receiver.received("/dashboard-hook")
+                    if r.headers["X-CyberCage-Event"] == "threat.detected"
+                ],
+                timeout=DELIVERY_TIMEOUT,
+                message="the 1 MB delivery did not arrive",
+            )[0]
+            assert len(sent.body) > 1_000_000
+            page.goto(webhook_page)
+            reload_until(page, "#history .badge-succeeded", 2)
+            page.locator("#history tbody a").first.click()  # the newest: the long one
+            expect(page.locator("#payload-truncated")).to_contain_text("only its first 64.0 KB are shown")
+            assert_no_wider_than_window(page)
+            with page.expect_response(re.compile(r"/payload$")) as exact:
+                page.locator("#raw-payload").click()
+            assert exact.value.headers["content-type"] == "application/json"
+            assert exact.value.body() == sent.body  # byte for byte what was signed and sent
+            page.go_back()
+            page.set_viewport_size(PHONE)
+            page.reload()
+            assert_no_wider_than_window(page)
+            box = page.locator("pre.payload-code")
+            assert box.evaluate("e => e.scrollHeight > e.clientHeight")  # it scrolls inside itself
+            page.screenshot(path=str(Path(os.environ.get("TMPDIR", "/tmp")) / "long-delivery-390.png"), full_page=True)
+            page.goto(base + WEBHOOKS)
+            assert_no_wider_than_window(page)
+            url_cell = page.get_by_role("link", name=hook)
+            assert url_cell.bounding_box()["width"] > PHONE["width"] / 2  # a URL column, not 3 characters
+            brand = page.locator("header .brand")
+            expect(brand).to_be_visible()
+            assert brand.evaluate(
+                "e => { const r = e.getBoundingClientRect(), bar = e.parentElement.getBoundingClientRect();"
+                " return r.left >= bar.left && r.right <= bar.right && r.right <= window.innerWidth"
+                " && e.scrollWidth <= e.clientWidth + 1; }"
+            ), "the logo is clipped"
+            page.set_viewport_size(DESKTOP)
+            icon = page.locator("link[rel=icon]").get_attribute("href")
+            favicon = page.request.get(base + icon)
+            assert (favicon.status, favicon.headers["content-type"]) == (200, "image/svg+xml")
+            page.goto(webhook_page)
 
             # Disable it.
             page.get_by_role("button", name="Disable").click()

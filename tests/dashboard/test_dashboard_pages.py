@@ -311,10 +311,13 @@ def test_webhook_page_shows_settings_rates_charts_and_history(ui, tenant):
     assert "https://example.com/hook" in body
     assert "threat.detected" in body
     day, week = body.split('aria-label="Last 7 days"')
-    assert '<span class="rate ok">50%</span>' in day
-    assert '<span class="rate bad">50%</span>' in day
-    assert '<span class="rate ok">66.7%</span>' in week
-    assert '<span class="rate bad">33.3%</span>' in week
+    # Rates count attempts (1 of 4 in the day succeeded, 2 of 5 in the week), in red under 90 %.
+    assert '<span class="rate rate-failing">25%</span>' in day
+    assert '<span class="rate rate-failing">75%</span>' in day
+    assert '<span class="rate">4</span><span class="muted small">attempts</span>' in day
+    assert '<span class="rate rate-failing">40%</span>' in week
+    assert '<span class="rate rate-failing">60%</span>' in week
+    assert "p50 40 ms · p95 74 ms" in day  # of 40, 40, 40 and 80: no ".0" on whole milliseconds
     assert body.count('<svg class="chart-svg"') == 2
     assert body.count('class="bar-succeeded"') == 3  # one bar in the day's chart, two in the week's
     assert body.count('class="bar-failed"') == 2
@@ -600,6 +603,7 @@ def test_other_organization_gets_404_on_every_page_and_action_and_sees_nothing(u
         page(webhook, "/edit"),
         page(webhook, "/delete"),
         page(webhook, f"/deliveries/{delivery.id}"),
+        page(webhook, f"/deliveries/{delivery.id}/payload"),
     ]:
         response = other_ui.get(path)
         assert response.status_code == 404, path

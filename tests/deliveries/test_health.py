@@ -1,5 +1,6 @@
 """webhooks_health: the health of every row of a list page in two queries, agreeing with
-webhook_stats (the webhook page's and the API's) on totals, success rate and last status."""
+webhook_stats (the webhook page's and the API's) on totals, attempts, rates and last status.
+Rates count the attempts of the window's deliveries (deliveries.rates)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from conftest import make_delivery, make_webhook
 from django.utils import timezone
 
+from deliveries.rates import Grade, Rates
 from deliveries.selectors import Health, webhook_stats, webhooks_health
 
 pytestmark = pytest.mark.django_db
@@ -22,26 +24,52 @@ BOOM = [(500, "boom", "HTTP 500")]
 def test_webhooks_health_agrees_with_webhook_stats_when_histories_differ(tenant):
     busy, quiet, idle = (make_webhook(tenant.organization, f"https://example.com/{n}").webhook for n in range(3))
     now = timezone.now()
-    make_delivery(busy, status="retrying", attempt_log=[(503, "", "HTTP 503")], created_at=now - timedelta(hours=4))
+    make_delivery(busy, status="retrying", attempt_log=[(503, "", "HTTP 503")], created_at=now - timedelta(hours=5))
+    make_delivery(busy, status="succeeded", attempt_log=[*BOOM, *OK], created_at=now - timedelta(hours=4))
     make_delivery(busy, status="succeeded", attempt_log=OK, created_at=now - timedelta(hours=3))
-    make_delivery(busy, status="succeeded", attempt_log=OK, created_at=now - timedelta(hours=2))
+    make_delivery(busy, status="retrying", attempt_log=OK + OK, created_at=now - timedelta(hours=2))  # retried by hand
     make_delivery(busy, status="failed", attempt_log=BOOM, created_at=now - timedelta(hours=1))  # the last attempted
     make_delivery(busy, status="pending", created_at=now)  # newer, never attempted
     make_delivery(quiet, status="failed", attempt_log=BOOM, created_at=now - timedelta(days=3))  # outside the window
 
     health = webhooks_health([busy, quiet, idle], window=DAY)
 
-    assert health[busy.id].totals == {"pending": 1, "retrying": 1, "succeeded": 2, "failed": 1}
-    assert health[busy.id].total == 5
-    assert health[busy.id].success_rate == 0.6667  # 2 of the 3 finished; retrying and pending count neither way
+    assert health[busy.id].totals == {"pending": 1, "retrying": 2, "succeeded": 2, "failed": 1}
+    assert health[busy.id].total == 6
+    # Attempts: 503 | 500, 200 | 200 | 200, 200 | 500: 4 of 7 succeeded, whatever the deliveries' states.
+    assert health[busy.id].rates == Rates(attempts=7, succeeded=4)
+    assert health[busy.id].success_rate == 0.5714  # rounded down
+    assert health[busy.id].failure_rate == 0.4286  # rounded up: the two add up to 1
+    assert health[busy.id].rates.grade == Grade.FAILING
     assert health[busy.id].last_status == "failed"
-    assert health[quiet.id] == Health(totals=NONE, last_status="failed")
+    assert health[quiet.id] == Health(totals=NONE, rates=Rates(), last_status="failed")
     assert health[quiet.id].success_rate is None
-    assert health[idle.id] == Health(totals=NONE, last_status=None)
+    assert health[idle.id] == Health(totals=NONE, rates=Rates(), last_status=None)
     for webhook in (busy, quiet, idle):
         stats = webhook_stats(webhook, window=DAY)
         one = health[webhook.id]
-        assert (stats.totals, stats.success_rate, stats.last_status) == (one.totals, one.success_rate, one.last_status)
+        assert (stats.totals, stats.rates, stats.last_status) == (one.totals, one.rates, one.last_status)
+
+
+def test_webhooks_health_shows_0_percent_when_an_endpoint_starts_failing_while_deliveries_retry(tenant):
+    """The issue's endpoint: 6 deliveries succeeded, then it answers 400 and 8 are being retried.
+    Over finished deliveries that read "100%" for the ~7 hours of retries; over attempts it
+    reads 6 of 22, and an endpoint that answers only errors reads 0% from its first answer."""
+    turned, broken = (make_webhook(tenant.organization, f"https://example.com/{n}").webhook for n in range(2))
+    for _ in range(6):
+        make_delivery(turned, status="succeeded", attempt_log=OK)
+    for _ in range(8):
+        make_delivery(turned, status="retrying", attempt_log=[(400, "no", "HTTP 400")] * 2)
+    make_delivery(broken, status="retrying", attempt_log=[(400, "no", "HTTP 400")])
+
+    health = webhooks_health([turned, broken], window=DAY)
+
+    assert health[turned.id].totals == {"pending": 0, "retrying": 8, "succeeded": 6, "failed": 0}
+    assert health[turned.id].success_rate == 0.2727
+    assert health[turned.id].rates.grade == Grade.FAILING
+    assert health[broken.id].success_rate == 0.0
+    assert health[broken.id].failure_rate == 1.0
+    assert health[broken.id].rates.grade == Grade.FAILING
 
 
 @pytest.mark.parametrize("rows", [1, 12])
