@@ -577,7 +577,7 @@ def test_delivery_page_keeps_last_response_apart_from_a_reason_that_was_not_an_a
     row = re.search(rf"{delivery.id}</a>.*?</tr>", history, flags=re.S).group(0)
     assert ("not attempted" in row) is (attempt is None or attempt[0] is None)
     if attempt and attempt[0]:
-        assert f'<td class="num">{attempt[0]}</td>' in row
+        assert f'<td class="num" data-label="Response">{attempt[0]}</td>' in row
 
 
 def test_delivery_retry_when_posted_queues_another_attempt(ui, tenant):
