@@ -83,7 +83,10 @@ class Webhook(models.Model):
     # The payload filter (webhooks.filters); null: every subscribed event. Set only through
     # set_filter(), which keeps its compiled predicate beside it: emit() evaluates that one.
     filter = models.JSONField(null=True, blank=True, default=None)
-    filter_path = JsonPathField(null=True, blank=True, default=None, editable=False)
+    # Annotated: mypy, without Django's stubs, would take the attribute for the field itself.
+    filter_path: str | None = JsonPathField(  # type: ignore[assignment]
+        null=True, blank=True, default=None, editable=False
+    )
     # Since when every subscribed event without a delivery was skipped by the filter: set when the
     # filter, the subscriptions or ``enabled`` change (the stats' ``filtered`` counts from here).
     filter_since = models.DateTimeField(null=True, blank=True, editable=False)

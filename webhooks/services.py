@@ -113,11 +113,11 @@ def webhook_update(
     predicate; an invalid one raises ``filters.FilterError`` (callers validate first).
     """
     changes = dict(changes)
+    new_filter = changes.pop("filter", webhook.filter)
     fields = [*changes, "disabled_reason", "updated_at"]
-    if "filter" in changes:
-        new_filter = changes.pop("filter")
+    if new_filter != webhook.filter:
         webhook.set_filter(filters.validate_filter(new_filter) if new_filter is not None else None)
-        fields += ["filter_path", "filter_since"]
+        fields += ["filter", "filter_path", "filter_since"]
     elif changes.get("events", webhook.events) != webhook.events or (changes.get("enabled") and not webhook.enabled):
         # What the filter is counted against changed: skipped events are counted from now.
         webhook.filter_since = timezone.now()
