@@ -85,7 +85,7 @@ class Webhook(models.Model):
     filter = models.JSONField(null=True, blank=True, default=None)
     # Annotated: mypy, without Django's stubs, would take the attribute for the field itself.
     filter_path: str | None = JsonPathField(  # type: ignore[assignment]
-        null=True, blank=True, default=None, editable=False
+        "compiled filter (jsonpath)", null=True, blank=True, default=None, editable=False
     )
     # Since when every subscribed event without a delivery was skipped by the filter: set when the
     # filter, the subscriptions or ``enabled`` change (the stats' ``filtered`` counts from here).

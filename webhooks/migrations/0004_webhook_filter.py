@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='webhook',
             name='filter_path',
-            field=webhooks.models.JsonPathField(blank=True, default=None, editable=False, null=True),
+            field=webhooks.models.JsonPathField(blank=True, default=None, editable=False, null=True, verbose_name='compiled filter (jsonpath)'),
         ),
         migrations.AddField(
             model_name='webhook',
