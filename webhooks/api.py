@@ -100,7 +100,7 @@ class WebhookFilterCheckView(APIView):
     @extend_schema(
         summary="Try a filter on a payload, sending nothing",
         request=FilterCheckSerializer,
-        responses=inline_serializer("FilterCheck", {"matches": serializers.BooleanField()}),
+        responses=inline_serializer("FilterCheckResult", {"matches": serializers.BooleanField()}),
     )
     def post(self, request: Request, webhook_id: str) -> Response:
         webhook = selectors.webhook_get(request.user.organization, webhook_id)

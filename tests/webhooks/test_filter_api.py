@@ -243,3 +243,18 @@ def test_stored_predicate_is_the_compiled_filter(tenant):
             [compile_filter(HIGH_OR_CRITICAL), webhook.id],
         )
         assert cursor.fetchone()[0] is True
+
+
+def test_openapi_documents_the_filter_filter_check_and_filtered(client):
+    schema = client.get("/ui/api/schema", HTTP_ACCEPT="application/json").json()
+    components = schema["components"]["schemas"]
+    assert "filter" in components["Webhook"]["properties"]
+    assert "$in" in components["WebhookWrite"]["properties"]["filter"]["description"]
+    assert components["WebhookWrite"]["properties"]["filter"]["nullable"] is True
+    assert "filter" in components["WebhookUpdate"]["properties"]
+    check = schema["paths"]["/ui/api/webhooks/{webhook_id}/filter-check"]["post"]
+    assert {"200", "400", "404"} <= set(check["responses"])
+    assert "matches" in components["FilterCheckResult"]["properties"]
+    assert set(components["FilterCheck"]["properties"]) == {"event", "data", "filter"}
+    assert "filter_matches" in components["TestEventSent"]["properties"]
+    assert "filtered" in components["WebhookStats"]["properties"]
