@@ -12,6 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from deliveries.models import Delivery
+from deliveries.services import delivery_send_test
 from events import emit
 from events.catalogue import EVENT_TYPES
 from webhooks.filters import compile_filter
@@ -223,6 +224,10 @@ def test_stats_count_the_events_the_filter_skipped(tenant):
     assert stats["filtered"] == 3
     assert stats["totals"]["pending"] == 1
     assert client.get(f"/ui/api/webhooks/{other.id}/stats").json()["filtered"] == 0
+    # A test event to this webhook is delivered to it: not skipped, whatever its type.
+    delivery_send_test(webhook=webhook, event_type="threat.detected")
+    delivery_send_test(webhook=webhook, event_type="agent.online")
+    assert client.get(f"/ui/api/webhooks/{webhook.id}/stats", {"window": "1h"}).json()["filtered"] == 3
 
     # Counted from when the filter was set: a new filter starts again.
     Webhook.objects.filter(id=webhook.id).update(filter_since=timezone.now() - timedelta(hours=2))
