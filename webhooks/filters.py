@@ -2,14 +2,14 @@
 
 A filter is a JSON object over the envelope a receiver gets (``id``, ``event``, ``timestamp``,
 ``organization_id``, ``data``): ``{"data.severity": {"$in": ["high", "critical"]}}``. Keys are
-dotted paths through objects (an array on the way, or at the end of ``$gt``'s path, is never
-looked into), or ``$and``/``$or`` (lists of filters) and ``$not`` (a filter); several keys must
-all hold. A path's condition is a bare value (``$eq``) or an object of operators, all of which
-must hold:
+dotted paths through objects (an array is never looked into: not on the way, and not at the
+end, where an array or object equals no value), or ``$and``/``$or`` (lists of filters) and
+``$not`` (a filter); several keys must all hold. A path's condition is a bare value (``$eq``)
+or an object of operators, all of which must hold:
 
 * ``$eq``/``$neq`` a string, number, boolean or null: equal in type and value (``1`` is not
-  ``"1"``, ``true`` is not ``1``; ``1`` is ``1.0``). ``$neq`` is ``$eq`` negated, so a missing
-  field is not equal to anything.
+  ``"1"``, ``true`` is not ``1``; ``1`` is ``1.0``). ``$neq`` is ``$eq`` negated: a missing field
+  matches it.
 * ``$in``/``$nin`` a non-empty list of those: ``$eq`` one of them / none of them.
 * ``$gt``/``$gte``/``$lt``/``$lte`` a number or a string: the field is of the same type and
   compares so (strings by code point).
@@ -36,6 +36,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+
+from events.encoding import json_type
 
 LOGICAL = ("$and", "$or", "$not")
 COMPARISONS = ("$eq", "$neq", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists", "$startsWith")
@@ -154,7 +156,7 @@ def _check_condition(condition: Any, here: str) -> None:
             for index, item in enumerate(operand):
                 _check_scalar(item, f"{there}[{index}]")
         elif operator in _ORDER:
-            if _kind(operand) not in ("number", "string"):
+            if json_type(operand) not in ("number", "string"):
                 raise FilterError(there, "expected a number or a string")
             _check_scalar(operand, there)
         elif operator == "$exists":
@@ -175,7 +177,7 @@ def _check_condition(condition: Any, here: str) -> None:
 
 
 def _check_scalar(value: Any, here: str) -> None:
-    kind = _kind(value)
+    kind = json_type(value)
     if kind in ("array", "object", None):
         raise FilterError(here, _SCALAR)
     if kind == "number" and isinstance(value, float) and not math.isfinite(value):
@@ -189,23 +191,6 @@ def _check_scalar(value: Any, here: str) -> None:
 _MISSING = object()
 
 
-def _kind(value: Any) -> str | None:
-    """The JSON type of a parsed value, as PostgreSQL's jsonpath ``.type()`` names it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return None
-
-
 def _resolve(document: Any, path: str) -> Any:
     value = document
     for segment in path.split("."):
@@ -216,8 +201,8 @@ def _resolve(document: Any, path: str) -> Any:
 
 
 def _equal(value: Any, operand: Any) -> bool:
-    kind = _kind(value)
-    return kind == _kind(operand) and kind in ("null", "boolean", "number", "string") and value == operand
+    kind = json_type(value)
+    return kind == json_type(operand) and kind in ("null", "boolean", "number", "string") and value == operand
 
 
 def _holds(operator: str, operand: Any, value: Any) -> bool:
@@ -233,7 +218,7 @@ def _holds(operator: str, operand: Any, value: Any) -> bool:
         return not any(_equal(value, item) for item in operand)
     if operator == "$startsWith":
         return isinstance(value, str) and value.startswith(operand)
-    if _kind(value) != _kind(operand):
+    if json_type(value) != json_type(operand):
         return False
     if operator == "$gt":
         return value > operand
@@ -303,7 +288,7 @@ def _string(text: str) -> str:
 
 def _number(value: int | float) -> str:
     # A float as its shortest repr, the decimal PostgreSQL reads from the payload's text too,
-    # written out in full: jsonpath has no exponent notation in every version.
+    # written out in full, without an exponent.
     return str(value) if isinstance(value, int) else format(Decimal(repr(value)), "f")
 
 
