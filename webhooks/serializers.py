@@ -221,12 +221,17 @@ class RotateSecretSerializer(StrictSerializer):
 
 class FilterCheckSerializer(StrictSerializer):
     event = StrictCharField(max_length=64)
-    data = serializers.DictField(help_text="The event's data, as POST /ui/api/events takes it.")
+    data = serializers.JSONField(help_text="The event's data (a JSON object), as POST /ui/api/events takes it.")
     filter = FilterField(
         required=False,
         help_text="A filter to try instead of the webhook's own (the same rules as its filter); "
         "left out: the webhook's filter.",
     )
+
+    def validate_data(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
 
 
 class EventTypeSerializer(serializers.Serializer):

@@ -141,6 +141,8 @@ def test_filter_check_refuses_bad_input_naming_the_field(api, tenant, other_tena
     )
     assert bad_data.status_code == 400
     assert bad_data.json()["message"].startswith("data.severity:")
+    not_object = api.post(url, {"event": "threat.detected", "data": ["critical"]}, format="json")
+    assert not_object.json()["message"] == "data: Must be a JSON object."
     unknown = api.post(url, {"event": "threat.found", "data": {}}, format="json")
     assert unknown.status_code == 400
     assert unknown.json()["message"].startswith("event: Unknown event type")
