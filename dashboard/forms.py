@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -12,6 +13,7 @@ from deliveries.models import Delivery
 from events import catalogue
 from webhooks import login_throttle
 from webhooks.destinations import MAX_URL_LENGTH
+from webhooks.filters import EXAMPLES, FilterError, validate_filter
 from webhooks.selectors import organization_of_user
 from webhooks.serializers import (
     MAX_SECRET_LENGTH,
@@ -33,6 +35,29 @@ def _as_form_error(exc: serializers.ValidationError) -> forms.ValidationError:
 
 def event_choices() -> list[tuple[str, str]]:
     return [(catalogue.ALL_EVENTS, ALL_EVENTS_LABEL)] + [(name, name) for name in catalogue.names()]
+
+
+def parse_filter(text: str) -> dict[str, Any] | None:
+    """The filter box's JSON as the API takes it (empty: no filter); errors in the API's words."""
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise forms.ValidationError(f"Not valid JSON ({exc}).") from exc
+    try:
+        return validate_filter(value)
+    except FilterError as exc:
+        raise forms.ValidationError(str(exc)) from exc
+
+
+def filter_text(value: dict[str, Any] | None) -> str:
+    """A filter as the form's box shows it."""
+    return "" if value is None else json.dumps(value, indent=2, ensure_ascii=False)
+
+
+# The examples the form offers, in order: a button's value is the index.
+FILTER_EXAMPLES = list(EXAMPLES.items())
 
 
 class EventsField(forms.MultipleChoiceField):
@@ -99,6 +124,18 @@ class WebhookEditForm(forms.Form):
     description = forms.CharField(
         label="Description", required=False, max_length=500, widget=forms.Textarea(attrs={"rows": 2})
     )
+    filter = forms.CharField(
+        label="Filter",
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 5, "class": "code-input", "spellcheck": "false"}),
+        help_text='Only events whose envelope matches are sent, e.g. {"data.severity": {"$in": ["high", "critical"]}}.'
+        " Empty: every subscribed event.",
+    )
+    # "Try it": which event type's sample the filter is tried against (never saved).
+    try_event = forms.ChoiceField(
+        label="Event type", required=False, choices=lambda: [(n, n) for n in catalogue.names()]
+    )
 
     def clean_url(self) -> str:
         try:
@@ -111,6 +148,13 @@ class WebhookEditForm(forms.Form):
             return validate_event_list(self.cleaned_data["events"])
         except serializers.ValidationError as exc:
             raise _as_form_error(exc) from exc
+
+    def clean_filter(self) -> dict[str, Any] | None:
+        return parse_filter(self.cleaned_data["filter"])
+
+    def changes(self) -> dict[str, Any]:
+        """What a save writes (``try_event`` only serves "Try it")."""
+        return {name: value for name, value in self.cleaned_data.items() if name != "try_event"}
 
 
 class WebhookCreateForm(WebhookEditForm):
@@ -125,7 +169,7 @@ class WebhookCreateForm(WebhookEditForm):
         help_text=f"Optional, at least {MIN_SECRET_LENGTH} characters. Leave empty to generate a strong one.",
     )
 
-    field_order = ["url", "events", "secret", "enabled", "description"]
+    field_order = ["url", "events", "secret", "enabled", "description", "filter", "try_event"]
 
     def clean_secret(self) -> str:
         secret = self.cleaned_data["secret"]

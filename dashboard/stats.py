@@ -47,4 +47,6 @@ def window_stats(webhook: Webhook, window: timedelta) -> dict[str, Any]:
         **health_summary(stats),
         "p50": milliseconds(stats.latency_p50_ms),
         "p95": milliseconds(stats.latency_p95_ms),
+        "filtered": stats.filtered,
+        "has_filter": webhook.filter is not None,
     }

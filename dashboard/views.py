@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.paginator import Paginator
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse
@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from dashboard import charts
 from dashboard.access import member_required, render_page, secure_headers
 from dashboard.forms import (
+    FILTER_EXAMPLES,
     DeliveryFilterForm,
     EmailLoginForm,
     RotateSecretForm,
@@ -33,15 +34,20 @@ from dashboard.forms import (
     WebhookEditForm,
     duration_text,
     event_options,
+    filter_text,
+    parse_filter,
 )
 from dashboard.history import history_page
 from dashboard.stats import DAY, WEEK, list_health, window_stats
 from deliveries import selectors, services
 from deliveries.api import payload_response
+from events import catalogue
+from events.encoding import pretty
 from events.preview import payload_preview
 from webhooks import reveal
 from webhooks import services as webhook_services
-from webhooks.selectors import webhook_get, webhooks_of
+from webhooks.filters import payload_matches
+from webhooks.selectors import filter_matches_event, webhook_get, webhooks_of
 from webhooks_project.exceptions import Conflict
 
 # A dashboard session lasts a working day; signing in again after that is cheap.
@@ -100,9 +106,53 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
     return render_page(request, "dashboard/webhook_list.html", {"page": page, "rows": rows})
 
 
+def _form_page(request: HttpRequest, form: Form, webhook=None, tried: dict | None = None) -> HttpResponse:
+    context = {
+        "form": form,
+        "events": event_options(form),
+        "webhook": webhook,
+        "filter_examples": [label for label, _ in FILTER_EXAMPLES],
+        "tried": tried,
+    }
+    return render_page(request, "dashboard/webhook_form.html", context)
+
+
+def _filter_tool(request: HttpRequest, form_class: type[Form], webhook=None) -> HttpResponse | None:
+    """The form's filter buttons, which save nothing: an example put in the box, or "Try it"
+    (the box's filter against the chosen event type's sample). None for a plain save."""
+    post = request.POST
+    if "example" not in post and "try" not in post:
+        return None
+    initial: dict = {name: post.get(name) for name in form_class.base_fields if name not in ("secret", "events")}
+    initial["events"] = post.getlist("events")
+    tried = None
+    if "example" in post:
+        examples = dict(enumerate(FILTER_EXAMPLES))
+        chosen = examples.get(int(post["example"]) if post["example"].isdigit() else -1)
+        if chosen is not None:
+            initial["filter"] = filter_text(chosen[1])
+    else:
+        event_type = post.get("try_event") or "threat.detected"
+        if not catalogue.is_known(event_type):
+            event_type = "threat.detected"
+        sample = catalogue.EVENT_TYPES[event_type].sample
+        tried = {"event": event_type, "sample": pretty(sample)}
+        try:
+            chosen_filter = parse_filter(post.get("filter", ""))
+        except ValidationError as exc:
+            tried["error"] = " ".join(exc.messages)
+        else:
+            tried["matches"] = filter_matches_event(
+                request.organization, filter=chosen_filter, event_type=event_type, data=dict(sample)
+            )
+    return _form_page(request, form_class(initial=initial), webhook, tried)
+
+
 @member_required
 @require_http_methods(["GET", "POST"])
 def webhook_create(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST" and (tool := _filter_tool(request, WebhookCreateForm)):
+        return tool
     form = WebhookCreateForm(data=request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
@@ -114,6 +164,7 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
                 secret=data["secret"] or None,
                 enabled=data["enabled"],
                 description=data["description"],
+                filter=data["filter"],
             )
         except Conflict as exc:
             form.add_error(None, exc.message)
@@ -123,17 +174,19 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
             )
             messages.success(request, "Webhook created.")
             return redirect("dashboard:webhook-detail", webhook_id=created.webhook.id)
-    return render_page(request, "dashboard/webhook_form.html", {"form": form, "events": event_options(form)})
+    return _form_page(request, form)
 
 
 @member_required
 @require_http_methods(["GET", "POST"])
 def webhook_edit(request: HttpRequest, webhook_id: str) -> HttpResponse:
     webhook = webhook_get(request.organization, webhook_id)
+    if request.method == "POST" and (tool := _filter_tool(request, WebhookEditForm, webhook)):
+        return tool
     if request.method == "POST":
         form = WebhookEditForm(data=request.POST)
         if form.is_valid():
-            webhook_services.webhook_update(webhook=webhook, changes=form.cleaned_data)
+            webhook_services.webhook_update(webhook=webhook, changes=form.changes())
             messages.success(request, "Webhook saved.")
             return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
     else:
@@ -143,11 +196,10 @@ def webhook_edit(request: HttpRequest, webhook_id: str) -> HttpResponse:
                 "events": webhook.events,
                 "enabled": webhook.enabled,
                 "description": webhook.description,
+                "filter": filter_text(webhook.filter),
             }
         )
-    return render_page(
-        request, "dashboard/webhook_form.html", {"form": form, "events": event_options(form), "webhook": webhook}
-    )
+    return _form_page(request, form, webhook)
 
 
 @member_required
@@ -161,6 +213,7 @@ def webhook_detail(request: HttpRequest, webhook_id: str) -> HttpResponse:
     context = {
         "webhook": webhook,
         "secret": reveal.take(request, kind=SECRET_REVEAL, object_id=webhook.id),
+        "filter_text": filter_text(webhook.filter),
         "previous_secret_until": webhook.previous_secret_until(),
         "overlap": duration_text(settings.WEBHOOK_SECRET_OVERLAP),
         "day": window_stats(webhook, DAY),
@@ -199,7 +252,12 @@ def webhook_send_test(request: HttpRequest, webhook_id: str) -> HttpResponse:
     except Conflict as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"Test event {delivery.event_type} queued as delivery {delivery.id}.")
+        skipped = (
+            ""
+            if payload_matches(webhook.filter, delivery.event.payload)
+            else " (sent as a test; the filter would skip it)"
+        )
+        messages.success(request, f"Test event {delivery.event_type} queued as delivery {delivery.id}{skipped}.")
     return redirect("dashboard:webhook-detail", webhook_id=webhook.id)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
@@ -29,6 +30,7 @@ from deliveries.models import Attempt, Delivery
 from events import catalogue
 from events.admin import LargeTablePaginator
 from events.preview import payload_preview
+from webhooks import filters
 from webhooks import services as webhook_services
 from webhooks.models import Webhook
 from webhooks_project.exceptions import Conflict
@@ -112,8 +114,26 @@ class WebhookChangeList(ChangeList):
             webhook.health = health[webhook.id]
 
 
+class WebhookAdminForm(forms.ModelForm):
+    """The filter as the API takes it: validated, its errors naming the path and the operator."""
+
+    class Meta:
+        model = Webhook
+        fields = ["description", "enabled", "filter"]
+
+    def clean_filter(self) -> dict[str, Any] | None:
+        value = self.cleaned_data.get("filter")
+        if value is None:
+            return None
+        try:
+            return filters.validate_filter(value)
+        except filters.FilterError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
 @admin.register(Webhook)
 class WebhookAdmin(admin.ModelAdmin):
+    form = WebhookAdminForm
     list_display = [
         "id",
         "url",
@@ -135,13 +155,24 @@ class WebhookAdmin(admin.ModelAdmin):
         "organization",
         "url",
         "events",
+        "filter",
+        "filter_path",
         "description",
         "enabled",
         "disabled_reason",
         "created_at",
         "updated_at",
     ]
-    readonly_fields = ["id", "organization", "url", "events", "disabled_reason", "created_at", "updated_at"]
+    readonly_fields = [
+        "id",
+        "organization",
+        "url",
+        "events",
+        "filter_path",
+        "disabled_reason",
+        "created_at",
+        "updated_at",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Webhooks are created by their organization through the API, which returns the secret.
@@ -153,7 +184,11 @@ class WebhookAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Webhook, form, change: bool) -> None:
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
-        webhook_services.webhook_update(webhook=obj, changes=changes, disabled_reason=Webhook.DisabledReason.OPERATOR)
+        # The form has already put its values on ``obj``: the service compares with the stored row.
+        stored = Webhook.objects.get(pk=obj.pk)
+        webhook_services.webhook_update(
+            webhook=stored, changes=changes, disabled_reason=Webhook.DisabledReason.OPERATOR
+        )
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return WebhookChangeList
@@ -163,7 +198,7 @@ class WebhookAdmin(admin.ModelAdmin):
 
     @admin.display(description="events")
     def event_list(self, webhook: Webhook) -> str:
-        return ", ".join(webhook.events)
+        return ", ".join(webhook.events) + (" (filtered)" if webhook.filter is not None else "")
 
     @admin.display(description="success rate (24 h)")
     def success_rate_24h(self, webhook: Webhook) -> str:

@@ -22,6 +22,7 @@ from deliveries.serializers import (
     DeliverySerializer,
     RecoverSerializer,
     StatsQuerySerializer,
+    TestEventSentSerializer,
     TestEventSerializer,
     WebhookStatsSerializer,
     window_seconds,
@@ -113,7 +114,7 @@ class TestEventView(APIView):
     @extend_schema(
         request=TestEventSerializer,
         responses={
-            202: DeliverySerializer,
+            202: TestEventSentSerializer,
             404: OpenApiResponse(ErrorSerializer, description="No such webhook."),
             409: DISABLED_CONFLICT,
         },
@@ -129,7 +130,7 @@ class TestEventView(APIView):
             message = f"No webhook {webhook_id!r} in this organization (GET /ui/api/webhooks lists them)."
             raise NotFound({"webhook_id": [message]}) from None
         delivery = services.delivery_send_test(webhook=webhook, event_type=body.validated_data["event"])
-        return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+        return Response(TestEventSentSerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
 
 class WebhookStatsView(APIView):
@@ -158,5 +159,6 @@ class WebhookStatsView(APIView):
             "health": stats.rates.grade,
             "latency_ms": {"p50": stats.latency_p50_ms, "p95": stats.latency_p95_ms},
             "last_status": stats.last_status,
+            "filtered": stats.filtered,
         }
         return Response(WebhookStatsSerializer(body).data)

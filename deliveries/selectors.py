@@ -15,6 +15,7 @@ from django.utils import timezone
 from deliveries import rates
 from deliveries.models import Attempt, Delivery
 from deliveries.rates import Rates
+from events.catalogue import ALL_EVENTS
 from webhooks.models import Webhook
 
 
@@ -78,6 +79,8 @@ class WebhookStats(Health):
     window_seconds: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+    # Events of the window the webhook's filter skipped (``filtered_count``).
+    filtered: int = 0
 
 
 # Latencies are read to a tenth of a millisecond: percentiles interpolate between whole-ms
@@ -149,6 +152,42 @@ def all_webhooks_health(*, window: timedelta) -> tuple[dict[str, Totals], dict[s
     return _tally(Delivery.objects.filter(created_at__gte=timezone.now() - window))
 
 
+# Events of the subscribed types, less this webhook's deliveries of them, over the same span:
+# each delivery is of one event with the event's created_at (the fan-out and test events both
+# set it so), and no event has two for one webhook, so the difference is the events it did not
+# get. Two index range counts (event_org_created, delivery_history_event or delivery_history),
+# where an anti-join would look up every event's deliveries.
+_FILTERED_SQL = """
+SELECT
+  (SELECT count(*) FROM events_event
+   WHERE organization_id = %(org)s AND created_at >= %(since)s AND (%(all)s OR type = ANY(%(types)s)))
+  - (SELECT count(*) FROM deliveries_delivery
+     WHERE webhook_id = %(webhook)s AND created_at >= %(since)s AND (%(all)s OR event_type = ANY(%(types)s)))
+"""
+
+
+def filtered_count(webhook: Webhook, *, since: datetime) -> int:
+    """How many events since ``since`` the webhook's filter skipped, counted when read so that
+    emit() pays nothing for it: the organization's events of a type the webhook subscribes to
+    that have no delivery for it, emitted since the filter, the subscriptions or ``enabled`` last
+    changed (``filter_since``; before that, another rule chose). 0 without a filter, and while
+    disabled (then no event gets a delivery, filtered or not)."""
+    if webhook.filter is None or not webhook.enabled or webhook.filter_since is None:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FILTERED_SQL,
+            {
+                "org": webhook.organization_id,
+                "since": max(since, webhook.filter_since),
+                "all": ALL_EVENTS in webhook.events,
+                "types": list(webhook.events),
+                "webhook": webhook.id,
+            },
+        )
+        return max(0, cursor.fetchone()[0])
+
+
 def webhook_stats(webhook: Webhook, *, window: timedelta) -> WebhookStats:
     """``webhooks_health`` of one webhook, and the latency of its window's attempts."""
     now = timezone.now()
@@ -173,6 +212,7 @@ def webhook_stats(webhook: Webhook, *, window: timedelta) -> WebhookStats:
         window_seconds=int(window.total_seconds()),
         latency_p50_ms=None if p50 is None else round(p50, LATENCY_PLACES),
         latency_p95_ms=None if p95 is None else round(p95, LATENCY_PLACES),
+        filtered=filtered_count(webhook, since=since),
     )
 
 

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from deliveries.models import Attempt, Delivery
 from deliveries.rates import Grade
 from events import catalogue
+from webhooks.filters import payload_matches
 from webhooks_project.serializers import PageQuerySerializer, StrictCharField, StrictSerializer
 
 
@@ -29,6 +30,22 @@ class DeliverySerializer(serializers.ModelSerializer):
             "next_attempt_at",
         ]
         read_only_fields = fields
+
+
+class TestEventSentSerializer(DeliverySerializer):
+    """A test event's delivery: sent whatever the webhook's filter says, and whether it would have matched."""
+
+    filter_matches = serializers.SerializerMethodField(
+        help_text="Whether the webhook's filter matches this event (true without a filter): an event like it "
+        "emitted for real would be delivered. Test events are sent either way."
+    )
+
+    class Meta(DeliverySerializer.Meta):
+        fields = [*DeliverySerializer.Meta.fields, "filter_matches"]
+        read_only_fields = fields
+
+    def get_filter_matches(self, delivery: Delivery) -> bool:
+        return payload_matches(delivery.webhook.filter, delivery.event.payload)
 
 
 class AttemptSerializer(serializers.ModelSerializer):
@@ -144,4 +161,8 @@ class WebhookStatsSerializer(serializers.Serializer):
     latency_ms = LatencySerializer(help_text="Of those attempts, in ms to a tenth.")
     last_status = serializers.ChoiceField(
         choices=Delivery.Status.choices, allow_null=True, help_text="Status of the most recently attempted delivery."
+    )
+    filtered = serializers.IntegerField(
+        help_text="Events of the window, of the types the webhook subscribes to, that its filter skipped (no "
+        "delivery), counted since the filter, the events or enabled last changed; 0 without a filter or while disabled."
     )

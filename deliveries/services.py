@@ -36,6 +36,8 @@ def _require_enabled(webhook_id: str, *, then: str) -> None:
 def delivery_send_test(*, webhook: Webhook, event_type: str) -> Delivery:
     """Send a signed sample of ``event_type`` to this one webhook; returns its delivery.
 
+    Sent whatever the webhook's filter says (the filter is for emitted events); the delivery's
+    ``event`` and ``webhook`` are loaded, for saying whether the filter would have matched.
     Raises Conflict if the webhook is disabled.
     """
     event = build_event(webhook.organization_id, event_type, dict(EVENT_TYPES[event_type].sample))
@@ -52,6 +54,7 @@ def delivery_send_test(*, webhook: Webhook, event_type: str) -> Delivery:
         )
         transaction.on_commit(lambda: wake(webhook.id))
     delivery.refresh_from_db()
+    delivery.event, delivery.webhook = event, webhook
     return delivery
 
 

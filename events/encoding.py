@@ -457,16 +457,33 @@ def _key_path(path: str, key: str) -> str:
     return f"{path}[{json.dumps(key)}]"
 
 
+def json_type(value: Any) -> str | None:
+    """A parsed JSON value's type as JSON Schema and PostgreSQL's jsonpath name it: "object",
+    "array", "string", "boolean", "number", "null"; None for what JSON cannot hold."""
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return None
+
+
+_TYPE_NAMES = {
+    "object": "an object",
+    "array": "an array",
+    "string": "a string",
+    "boolean": "a boolean",
+    "number": "a number",
+}
+
+
 def json_type_name(value: Any) -> str:
     """What a parsed JSON value is, for a message: "an object", "an array", ..., "null"."""
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return "null"
+    return _TYPE_NAMES.get(json_type(value) or "null", "null")

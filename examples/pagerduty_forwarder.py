@@ -4,6 +4,12 @@ Standalone: Python 3.10+ standard library only. Run it, then point a CyberCage w
 
     WEBHOOK_SECRET=whsec_... PAGERDUTY_ROUTING_KEY=... python examples/pagerduty_forwarder.py
 
+Only critical threats page, and the webhook's filter says so, so CyberCage sends nothing else:
+
+    curl -X POST https://…/ui/api/webhooks -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+      -d '{"url": "https://forwarder.example/webhook", "events": ["threat.detected"], "secret": "whsec_...",
+           "filter": {"data.severity": "critical"}}'
+
 Environment: WEBHOOK_SECRET (the webhook's signing secret; through a rotation, the new one, with
 the old one in WEBHOOK_PREVIOUS_SECRET until the switch), PAGERDUTY_ROUTING_KEY (an Events
 API v2 integration key), PAGERDUTY_EVENTS_URL (default https://events.pagerduty.com/v2/enqueue),
@@ -42,7 +48,11 @@ def signature_is_valid(raw_body: bytes, signature: str, secrets: list[str]) -> b
 
 
 def pagerduty_event(event: dict) -> dict | None:
-    """The PagerDuty Events API v2 body for an event, or None when no incident is due."""
+    """The PagerDuty Events API v2 body for an event, or None when no incident is due.
+
+    The webhook's filter already keeps everything but critical threats away; the check stays
+    because test events (the dashboard's "Send test event") are sent whatever the filter says.
+    """
     data = event.get("data", {})
     if event.get("event") != "threat.detected" or data.get("severity") != "critical":
         return None

@@ -5,6 +5,13 @@ Standalone: Python 3.10+ standard library only. Run it, then point a CyberCage w
     WEBHOOK_SECRET=whsec_... SLACK_WEBHOOK_URL=https://hooks.slack.com/services/... \
         python examples/slack_forwarder.py
 
+The channel gets every threat of medium severity and above: that is the webhook's filter, so
+CyberCage sends nothing else (low-severity noise never leaves it):
+
+    curl -X POST https://…/ui/api/webhooks -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+      -d '{"url": "https://forwarder.example/webhook", "events": ["threat.detected"], "secret": "whsec_...",
+           "filter": {"data.severity": {"$in": ["medium", "high", "critical"]}}}'
+
 Environment: WEBHOOK_SECRET (the webhook's signing secret; through a rotation, the new one, with
 the old one in WEBHOOK_PREVIOUS_SECRET until the switch), SLACK_WEBHOOK_URL (a Slack incoming
 webhook), PORT (default 3000; 0 picks a free port), HOST (default 127.0.0.1).
@@ -45,7 +52,8 @@ def signature_is_valid(raw_body: bytes, signature: str, secrets: list[str]) -> b
 
 
 def slack_message(event: dict) -> dict | None:
-    """The Slack message for an event, or None for events not forwarded."""
+    """The Slack message for an event, or None for events not forwarded (test events of other
+    types: they are sent whatever the webhook's filter says)."""
     if event.get("event") != "threat.detected":
         return None
     data = event.get("data", {})

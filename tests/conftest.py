@@ -241,8 +241,7 @@ def _handler(receiver_ref: list[Receiver]):
     return Handler
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def _serve_receiver() -> Iterator[Receiver]:
     ref: list[Receiver] = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(ref))
     server.daemon_threads = True
@@ -252,6 +251,17 @@ def receiver() -> Iterator[Receiver]:
     yield ref[0]
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from _serve_receiver()
+
+
+@pytest.fixture
+def another_receiver() -> Iterator[Receiver]:
+    """A second receiver, on its own port: for tests of what goes where."""
+    yield from _serve_receiver()
 
 
 # --- A real Celery worker ----------------------------------------------------------------

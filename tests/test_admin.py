@@ -199,6 +199,30 @@ def test_webhook_edit_in_admin_reenables_and_clears_the_reason(operator, tenant)
     assert webhook.url == "https://example.com/hook"
 
 
+def test_webhook_filter_in_admin_is_checked_compiled_and_cleared(operator, tenant):
+    webhook = make_webhook(tenant.organization, "https://example.com/hook").webhook
+    change = f"/admin/webhooks/webhook/{webhook.id}/change/"
+
+    refused = operator.post(change, {"enabled": "on", "filter": '{"data.severity": {"$in": "critical"}}'})
+    assert refused.status_code == 200
+    assert "data.severity.$in: expected a list" in refused.content.decode()
+    webhook.refresh_from_db()
+    assert webhook.filter is None
+
+    operator.post(change, {"enabled": "on", "filter": '{"data.severity": "critical"}'}, follow=True)
+    webhook.refresh_from_db()
+    assert webhook.filter == {"data.severity": "critical"}
+    assert webhook.filter_path is not None
+    page = operator.get(change).content.decode()
+    assert "compiled filter (jsonpath)" in page.lower()
+    assert "strict" in page
+    assert "(filtered)" in operator.get("/admin/webhooks/webhook/").content.decode()
+
+    operator.post(change, {"enabled": "on", "filter": "null"}, follow=True)
+    webhook.refresh_from_db()
+    assert (webhook.filter, webhook.filter_path) == (None, None)
+
+
 def test_delivery_list_filters_by_status_event_type_webhook_and_organization(operator, tenant, other_tenant):
     mine = make_webhook(tenant.organization, "https://example.com/a").webhook
     theirs = make_webhook(other_tenant.organization, "https://example.com/b").webhook

@@ -305,6 +305,7 @@ def test_stats_have_no_rate_when_nothing_finished(tenant):
         "health": None,
         "latency_ms": {"p50": None, "p95": None},
         "last_status": None,
+        "filtered": 0,
     }
 
 

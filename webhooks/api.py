@@ -11,9 +11,11 @@ from rest_framework.views import APIView
 
 from events.catalogue import EVENT_TYPES
 from events.schemas import DIALECT, data_schema
+from events.services import EmitError
 from webhooks import selectors, services
 from webhooks.serializers import (
     EventTypeSerializer,
+    FilterCheckSerializer,
     RotateSecretSerializer,
     WebhookCreatedSerializer,
     WebhookSerializer,
@@ -92,6 +94,29 @@ class WebhookExpirePreviousSecretView(APIView):
         webhook = selectors.webhook_get(request.user.organization, webhook_id)
         services.webhook_expire_previous_secret(webhook=webhook)
         return Response(WebhookSerializer(webhook).data)
+
+
+class WebhookFilterCheckView(APIView):
+    @extend_schema(
+        summary="Try a filter on a payload, sending nothing",
+        request=FilterCheckSerializer,
+        responses=inline_serializer("FilterCheckResult", {"matches": serializers.BooleanField()}),
+    )
+    def post(self, request: Request, webhook_id: str) -> Response:
+        webhook = selectors.webhook_get(request.user.organization, webhook_id)
+        body = FilterCheckSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        wanted = body.validated_data
+        try:
+            matches = selectors.filter_matches_event(
+                request.user.organization,
+                filter=wanted.get("filter", webhook.filter),
+                event_type=wanted["event"],
+                data=wanted["data"],
+            )
+        except EmitError as exc:
+            raise serializers.ValidationError(exc.fields) from exc
+        return Response({"matches": matches})
 
 
 class EventTypeListView(APIView):

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from webhooks import crypto
+from webhooks import crypto, filters
 from webhooks.destinations import MAX_URL_LENGTH
 from webhooks.signing_keys import SigningSecrets
 from webhooks_project.ids import new_id
@@ -54,6 +54,13 @@ class ApiKey(models.Model):
         return f"{self.prefix}… ({self.organization_id})"
 
 
+class JsonPathField(models.TextField):
+    """A PostgreSQL ``jsonpath``: parsed once when stored, not at every event it is evaluated for."""
+
+    def db_type(self, connection) -> str:
+        return "jsonpath"
+
+
 class Webhook(models.Model):
     class DisabledReason(models.TextChoices):
         """Why a webhook is disabled; only ``webhooks.services`` writes it (and ``enabled``)."""
@@ -73,6 +80,16 @@ class Webhook(models.Model):
     enabled = models.BooleanField(default=True)
     # Empty while enabled.
     disabled_reason = models.CharField(max_length=200, blank=True, default="", choices=DisabledReason.choices)
+    # The payload filter (webhooks.filters); null: every subscribed event. Set only through
+    # set_filter(), which keeps its compiled predicate beside it: emit() evaluates that one.
+    filter = models.JSONField(null=True, blank=True, default=None)
+    # Annotated: mypy, without Django's stubs, would take the attribute for the field itself.
+    filter_path: str | None = JsonPathField(  # type: ignore[assignment]
+        "compiled filter (jsonpath)", null=True, blank=True, default=None, editable=False
+    )
+    # Since when every subscribed event without a delivery was skipped by the filter: set when the
+    # filter, the subscriptions or ``enabled`` change (the stats' ``filtered`` counts from here).
+    filter_since = models.DateTimeField(null=True, blank=True, editable=False)
     # Signing secrets, encrypted at rest; never rendered anywhere but create and rotate.
     secret_encrypted = models.TextField(editable=False)
     previous_secret_encrypted = models.TextField(blank=True, default="", editable=False)
@@ -91,6 +108,12 @@ class Webhook(models.Model):
     def disabled_reason_text(self) -> str:
         """Why it is disabled, as a sentence (what the API and the pages show); empty if enabled."""
         return disabled_reason_text(self.disabled_reason)
+
+    def set_filter(self, filter: dict | None) -> None:
+        """Set (or, with None, remove) the filter and its compiled predicate; ``filter`` is valid."""
+        self.filter = filter
+        self.filter_path = None if filter is None else filters.compile_filter(filter)
+        self.filter_since = timezone.now()
 
     def set_secret(self, secret: str) -> None:
         self.secret_encrypted = crypto.encrypt(secret)

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from events import catalogue
 from webhooks.destinations import MAX_URL_LENGTH, UrlRefused, check_url
+from webhooks.filters import FilterError, validate_filter
 from webhooks.models import MAX_SECRET_OVERLAP_SECONDS, Webhook
 from webhooks.signing_keys import SECRET_PREFIX, standard_key
 from webhooks_project.serializers import (
@@ -47,6 +48,37 @@ def validate_secret(secret: str) -> str:
     return secret
 
 
+FILTER_HELP = (
+    "Only events whose envelope matches are delivered: a JSON object of dotted paths (data.severity) and operators "
+    "($eq, $neq, $in, $nin, $gt, $gte, $lt, $lte, $exists, $startsWith, $and, $or, $not; a bare value is $eq), e.g. "
+    '{"data.severity": {"$in": ["high", "critical"]}}. null: every subscribed event.'
+)
+
+
+def filter_errors(exc: FilterError) -> Any:
+    """A refused filter as a field's error detail: ``{"data.severity.$in": ["expected a list"]}``,
+    which the API shows as ``filter.data.severity.$in: expected a list``."""
+    return {exc.path: [exc.message]} if exc.path else [exc.message]
+
+
+@extend_schema_field({"type": "object", "nullable": True, "additionalProperties": True, "description": FILTER_HELP})
+class FilterField(serializers.Field):
+    """A payload filter (``webhooks.filters``), or null for none."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", FILTER_HELP)
+        super().__init__(allow_null=True, **kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            return validate_filter(data)
+        except FilterError as exc:
+            raise serializers.ValidationError(filter_errors(exc)) from exc
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 def validate_event_list(events: list[str]) -> list[str]:
     if not events:
         raise serializers.ValidationError(
@@ -74,12 +106,15 @@ class WebhookSerializer(serializers.ModelSerializer):
         "X-CyberCage-Signature, and webhook-signature carries both); null when no previous secret signs.",
     )
 
+    filter = FilterField(read_only=True)
+
     class Meta:
         model = Webhook
         fields = [
             "id",
             "url",
             "events",
+            "filter",
             "enabled",
             "description",
             "disabled_reason",
@@ -133,6 +168,7 @@ class WebhookWriteSerializer(StrictSerializer):
     secret = _secret_field()
     enabled = StrictBooleanField(required=False, default=True)
     description = StrictCharField(required=False, allow_blank=True, max_length=500, default="")
+    filter = FilterField(required=False, default=None)
 
     def validate_url(self, value: str) -> str:
         return validate_destination(value)
@@ -148,6 +184,7 @@ class WebhookUpdateSerializer(StrictSerializer):
     events = _events_field(required=False)
     enabled = StrictBooleanField(required=False)
     description = StrictCharField(required=False, allow_blank=True, max_length=500)
+    filter = FilterField(required=False)
 
     def validate_url(self, value: str) -> str:
         return validate_destination(value)
@@ -180,6 +217,21 @@ class RotateSecretSerializer(StrictSerializer):
         "new one), so receivers not yet updated keep verifying. Default WEBHOOK_SECRET_OVERLAP; 0 switches both "
         "headers to the new secret at once (a leaked secret).",
     )
+
+
+class FilterCheckSerializer(StrictSerializer):
+    event = StrictCharField(max_length=64)
+    data = serializers.JSONField(help_text="The event's data (a JSON object), as POST /ui/api/events takes it.")
+    filter = FilterField(
+        required=False,
+        help_text="A filter to try instead of the webhook's own (the same rules as its filter); "
+        "left out: the webhook's filter.",
+    )
+
+    def validate_data(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
 
 
 class EventTypeSerializer(serializers.Serializer):

@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from webhooks import filters
 from webhooks.models import MAX_SECRET_OVERLAP_SECONDS, ApiKey, Organization, Webhook, disabled_reason_text
 from webhooks.signing_keys import SECRET_PREFIX, standard_key
 from webhooks_project.exceptions import Conflict
@@ -73,6 +74,7 @@ def webhook_create(
     secret: str | None = None,
     enabled: bool = True,
     description: str = "",
+    filter: dict[str, Any] | None = None,
 ) -> CreatedWebhook:
     """Create a webhook. Input is validated by the caller (serializer or form); a secret that
     cannot sign raises ValueError here too, since stored it would hold every delivery back.
@@ -83,6 +85,7 @@ def webhook_create(
     secret = secret or generate_secret()
     standard_key(secret)
     webhook = Webhook(organization=organization, url=url, events=events, enabled=enabled, description=description)
+    webhook.set_filter(filters.validate_filter(filter) if filter is not None else None)
     webhook.set_secret(secret)
     limit = settings.WEBHOOK_MAX_PER_ORGANIZATION
     with transaction.atomic():
@@ -106,8 +109,19 @@ def webhook_update(
 
     Disabling records ``disabled_reason`` (a ``Webhook.DisabledReason``): the organization's
     own choice (the API, the dashboard) unless an operator's (the admin). A webhook already
-    disabled keeps its reason.
+    disabled keeps its reason. A ``filter`` (None removes it) is stored with its compiled
+    predicate; an invalid one raises ``filters.FilterError`` (callers validate first).
     """
+    changes = dict(changes)
+    new_filter = changes.pop("filter", webhook.filter)
+    fields = [*changes, "disabled_reason", "updated_at"]
+    if new_filter != webhook.filter:
+        webhook.set_filter(filters.validate_filter(new_filter) if new_filter is not None else None)
+        fields += ["filter", "filter_path", "filter_since"]
+    elif changes.get("events", webhook.events) != webhook.events or (changes.get("enabled") and not webhook.enabled):
+        # What the filter is counted against changed: skipped events are counted from now.
+        webhook.filter_since = timezone.now()
+        fields.append("filter_since")
     for field, value in changes.items():
         setattr(webhook, field, value)
     if changes.get("enabled") is True:
@@ -115,7 +129,7 @@ def webhook_update(
     elif changes.get("enabled") is False and not webhook.disabled_reason:
         webhook.disabled_reason = disabled_reason
     # Only what changed: an instance read before a rotation must not write its secrets back.
-    webhook.save(update_fields=[*changes, "disabled_reason", "updated_at"])
+    webhook.save(update_fields=fields)
     return webhook
 
 

@@ -278,6 +278,11 @@ WEBHOOK_SECRET_OVERLAP = _env_int("WEBHOOK_SECRET_OVERLAP", 24 * 3600)
 # from the catalogue ("enforce"), or lets it through unchecked ("off": for a producer that
 # cannot be fixed at once, so its events keep flowing meanwhile).
 WEBHOOK_EVENT_VALIDATION = _env_choice("WEBHOOK_EVENT_VALIDATION", "enforce", ("enforce", "off"))
+# A webhook's payload filter (webhooks.filters) is evaluated for every event its organization
+# emits, inside emit()'s one statement: its nesting of $and/$or/$not and its size (compact JSON
+# bytes) are bounded, so no filter makes emit slow. Real filters are a few conditions deep.
+WEBHOOK_FILTER_MAX_DEPTH = _env_int("WEBHOOK_FILTER_MAX_DEPTH", 5)
+WEBHOOK_FILTER_MAX_BYTES = _env_int("WEBHOOK_FILTER_MAX_BYTES", 4096)
 # A repeated Idempotency-Key within this window returns the original event.
 WEBHOOK_IDEMPOTENCY_WINDOW = _env_int("WEBHOOK_IDEMPOTENCY_WINDOW", 24 * 3600)
 # A webhook whose deliveries have all failed this long is disabled (as Svix does).

@@ -26,6 +26,11 @@ api = [
         name="webhook-expire-previous-secret",
     ),
     path(
+        "ui/api/webhooks/<str:webhook_id>/filter-check",
+        webhooks_api.WebhookFilterCheckView.as_view(),
+        name="webhook-filter-check",
+    ),
+    path(
         "ui/api/webhooks/<str:webhook_id>/recover", deliveries_api.WebhookRecoverView.as_view(), name="webhook-recover"
     ),
     path("ui/api/webhooks/<str:webhook_id>/stats", deliveries_api.WebhookStatsView.as_view(), name="webhook-stats"),
