@@ -190,3 +190,7 @@ def mark_wakes_pending(client: redis.Redis, webhook_ids: list[str], ttl_seconds:
 
 def clear_wake_pending(client: redis.Redis, webhook_id: str) -> None:
     client.delete(_wake_key(webhook_id))
+
+
+def clear_wakes_pending(client: redis.Redis, webhook_ids: list[str]) -> None:
+    client.delete(*[_wake_key(webhook_id) for webhook_id in webhook_ids])
