@@ -11,9 +11,10 @@ time, so it never waits on an outage. Its flags go through a Redis client and it
 through a broker connection that give up after WEBHOOK_WAKE_TIMEOUT on any connect, read or
 write, and nothing is retried inline (kombu's publish retry policy and its connection retries,
 ~0.6 s against a refused port and far longer against one that drops packets, are off). After a
-failure the process sends no such wake for WEBHOOK_WAKE_BACKOFF (a circuit breaker): an outage
-costs one timeout per backoff, not one per emit. The webhooks skipped meanwhile are remembered
-and woken with the first wake after the pause; the sweeper covers them as well.
+failure the process sends no such wake for WEBHOOK_WAKE_BACKOFF (a circuit breaker), then tries
+again in the background, off any producer's time: an outage costs a producer one timeout, once.
+The webhooks skipped meanwhile are remembered and woken when a wake gets through again; the
+sweeper covers them as well.
 
 The worker's own wakes (``wake``: drain again, a countdown to a retry, a parked webhook, the
 sweeper's) keep Celery's publish with its retries: they hold up no producer, and a worker cut
@@ -26,6 +27,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from functools import lru_cache
 
 import redis
@@ -50,45 +52,63 @@ WAKE_CONNECTIONS = 10
 
 
 class WakeBreaker:
-    """The wake path's circuit breaker: open for WEBHOOK_WAKE_BACKOFF after a failure.
+    """The wake path's circuit breaker: after a failure, no wake is sent for WEBHOOK_WAKE_BACKOFF.
 
-    While open, ``wake_all`` sends nothing and remembers (up to MISSED_WAKES_MAX) whom it
-    skipped; the first wake once it has closed carries them along.
+    Closed, ``admit`` lets every wake through. After a failure it is open: wakes are skipped and
+    their webhooks remembered (up to MISSED_WAKES_MAX). Once the backoff is over, the next wake
+    does not try inline either: it hands the remembered webhooks to one background attempt (the
+    probe), which closes the breaker if it gets through and opens it again if not. So in an
+    outage only the first failure costs a producer anything (at most the timeout); every later
+    attempt is off the producer's time.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open_until = 0.0
-        self._missed: dict[str, None] = {}  # insertion-ordered set
+        self._open_until: float | None = None  # None: closed
+        self._probing = False
+        self._missed: dict[str, None] = {}  # an insertion-ordered set
 
-    def admit(self, webhook_ids: list[str]) -> list[str]:
-        """The webhooks to wake now: these and the ones missed, or none while open."""
+    def admit(self, webhook_ids: list[str], probe: Callable[[list[str]], None]) -> list[str]:
+        """The webhooks to wake now, inline: all of them while closed, none otherwise.
+
+        With the backoff over and no probe running, ``probe(missed)`` is started in a thread.
+        """
         with self._lock:
-            if time.monotonic() < self._open_until:
-                for webhook_id in webhook_ids:
-                    if len(self._missed) < MISSED_WAKES_MAX:
-                        self._missed[webhook_id] = None
-                return []
-            if not self._missed:
+            if self._open_until is None:
                 return webhook_ids
-            missed, self._missed = self._missed, {}
-        return list(dict.fromkeys([*webhook_ids, *missed]))
+            self._remember(webhook_ids)
+            if self._probing or time.monotonic() < self._open_until:
+                return []
+            self._probing = True
+            missed, self._missed = list(self._missed), {}
+        threading.Thread(target=probe, args=(missed,), name="wake-probe", daemon=True).start()
+        return []
 
-    def trip(self, webhook_ids: list[str]) -> None:
+    def succeeded(self) -> None:
+        with self._lock:
+            self._open_until = None
+            self._probing = False
+
+    def failed(self, webhook_ids: list[str]) -> None:
         with self._lock:
             self._open_until = time.monotonic() + settings.WEBHOOK_WAKE_BACKOFF
-            for webhook_id in webhook_ids:
-                if len(self._missed) < MISSED_WAKES_MAX:
-                    self._missed[webhook_id] = None
+            self._probing = False
+            self._remember(webhook_ids)
 
     def is_open(self) -> bool:
-        return time.monotonic() < self._open_until
+        return self._open_until is not None
 
     def close(self) -> None:
         """Forget the failure and the missed wakes (tests; an operator's shell)."""
         with self._lock:
-            self._open_until = 0.0
+            self._open_until = None
+            self._probing = False
             self._missed = {}
+
+    def _remember(self, webhook_ids: list[str]) -> None:
+        for webhook_id in webhook_ids:
+            if len(self._missed) < MISSED_WAKES_MAX:
+                self._missed[webhook_id] = None
 
 
 breaker = WakeBreaker()
@@ -122,17 +142,21 @@ def wake_all(webhook_ids: list[str]) -> None:
     """Immediate, coalesced wakes after a commit, on the producer's time: bounded, never retried.
 
     One Redis round trip sets the webhooks' wake-pending flags; one message goes to each webhook
-    whose flag was not already set. Any failure opens the breaker (nothing is raised: the
+    whose flag was not already set. A failure opens the breaker (nothing is raised: the
     deliveries are committed, and the sweeper wakes them).
     """
-    admitted = breaker.admit(webhook_ids)
-    if not admitted:
-        return
+    if webhook_ids:
+        admitted = breaker.admit(webhook_ids, probe=_wake_or_open)
+        if admitted:
+            _wake_or_open(admitted)
+
+
+def _wake_or_open(webhook_ids: list[str]) -> None:
     client = get_wake_redis()
     newly: list[str] = []
     try:
-        marked = concurrency.mark_wakes_pending(client, admitted, WAKE_PENDING_TTL_SECONDS)
-        newly = [webhook_id for webhook_id, is_new in zip(admitted, marked, strict=True) if is_new]
+        marked = concurrency.mark_wakes_pending(client, webhook_ids, WAKE_PENDING_TTL_SECONDS)
+        newly = [webhook_id for webhook_id, is_new in zip(webhook_ids, marked, strict=True) if is_new]
         if newly:
             with _wake_producers(settings.CELERY_BROKER_URL, settings.WEBHOOK_WAKE_TIMEOUT).acquire(
                 block=True
@@ -140,10 +164,10 @@ def wake_all(webhook_ids: list[str]) -> None:
                 for webhook_id in newly:
                     celery_app.send_task(DRAIN_TASK, args=[webhook_id], producer=producer, retry=False)
     except Exception as exc:  # noqa: BLE001 - the database holds the deliveries; the sweeper wakes them
-        breaker.trip(admitted)
+        breaker.failed(webhook_ids)
         logger.warning(
-            "wake of %d webhooks not sent (%s: %s); no wakes for %.1f s, the sweeper will pick them up",
-            len(admitted),
+            "wake of %d webhooks not sent (%s: %s); none sent for %.1f s, the sweeper will pick them up",
+            len(webhook_ids),
             type(exc).__name__,
             exc,
             settings.WEBHOOK_WAKE_BACKOFF,
@@ -151,6 +175,8 @@ def wake_all(webhook_ids: list[str]) -> None:
         if newly:  # the broker failed, not Redis: free the flags so the next wake is not held back
             with contextlib.suppress(redis.RedisError):  # else they expire by themselves
                 concurrency.clear_wakes_pending(client, newly)
+        return
+    breaker.succeeded()
 
 
 def wake(webhook_id: str, *, countdown: float | None = None, coalesce: bool = True) -> None:

@@ -119,9 +119,10 @@ def test_later_wakes_try_nothing_when_the_breaker_is_open(tenant, settings, dead
     assert caplog.text.count("not sent") == 1
 
 
-def test_wakes_start_again_after_the_backoff_with_the_ones_missed(tenant, settings, redis_client, dead_server):
+def test_wakes_start_again_in_the_background_after_the_backoff(tenant, settings, redis_client, dead_server):
     first = make_webhook(tenant.organization, "http://127.0.0.1:9/a", ["agent.online"]).webhook
     second = make_webhook(tenant.organization, "http://127.0.0.1:9/b", ["agent.offline"]).webhook
+    third = make_webhook(tenant.organization, "http://127.0.0.1:9/c", ["test.ping"]).webhook
     working_url = settings.REDIS_URL
     settings.WEBHOOK_WAKE_BACKOFF = 0.5
     settings.REDIS_URL = settings.CELERY_BROKER_URL = dead_server(hang=False).url
@@ -132,10 +133,15 @@ def test_wakes_start_again_after_the_backoff_with_the_ones_missed(tenant, settin
     emit(tenant.organization, "agent.offline", {"agent_id": "agt_2"})  # within the backoff: skipped
     assert _drain_messages(redis_client) == []
 
-    wait_until(lambda: not dispatch.breaker.is_open(), timeout=5)
+    time.sleep(settings.WEBHOOK_WAKE_BACKOFF)  # the backoff is over; nothing tries by itself
     emit(tenant.organization, "agent.offline", {"agent_id": "agt_3"})
-    # The first wake after the pause carries the webhooks it skipped, each once.
+    # That emit tried nothing inline: a background probe wakes every webhook skipped, each once.
+    wait_until(lambda: len(_drain_messages(redis_client)) == 2, timeout=5)
     assert sorted(_drain_messages(redis_client)) == sorted([f"['{first.id}']", f"['{second.id}']"])
+    wait_until(lambda: not dispatch.breaker.is_open(), timeout=5)
+
+    emit(tenant.organization, "test.ping", {"message": "closed again"})  # inline once more
+    assert f"['{third.id}']" in _drain_messages(redis_client)
 
 
 def test_wake_is_coalesced_and_sent_when_redis_works(tenant, redis_client):
