@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -136,6 +137,17 @@ def _wake_producers(broker_url: str, timeout: float) -> ProducerPool:
     return ProducerPool(
         connection.Pool(limit=WAKE_CONNECTIONS), limit=WAKE_CONNECTIONS, Producer=celery_app.amqp.Producer
     )
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (a forking producer, gunicorn with --preload) must not share its parent's
+    # broker sockets, nor a breaker whose lock another thread held at the fork: fresh ones.
+    global breaker
+    _wake_producers.cache_clear()
+    breaker = WakeBreaker()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def wake_all(webhook_ids: list[str]) -> None:
