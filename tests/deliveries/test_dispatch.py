@@ -28,6 +28,8 @@ QUEUE = "webhooks"  # CELERY_TASK_DEFAULT_QUEUE: the Redis list the messages wai
 # Far above WEBHOOK_WAKE_TIMEOUT, far below what one wake cost before it was bounded
 # (0.6 s against a refused port, 5 s against a Redis that never answers).
 GENEROUS_BOUND_SECONDS = 0.5
+# A backoff no test outlasts: nothing is retried in the background while it counts.
+LONG_BACKOFF_SECONDS = 600.0
 
 
 @dataclass
@@ -104,6 +106,7 @@ def test_wake_gives_up_at_once_when_redis_accepts_but_never_answers(tenant, sett
 
 
 def test_later_wakes_try_nothing_when_the_breaker_is_open(tenant, settings, dead_server, caplog):
+    settings.WEBHOOK_WAKE_BACKOFF = LONG_BACKOFF_SECONDS  # no background retry within the test
     make_webhook(tenant.organization, "http://127.0.0.1:9/hook")
     refusing = dead_server(hang=False)
     settings.REDIS_URL = settings.CELERY_BROKER_URL = refusing.url

@@ -26,6 +26,8 @@ SWEEP_INTERVAL = 2.0
 # The bound: everything emitted during the outage delivered this long after Redis is back.
 DELIVERED_WITHIN = SWEEP_INTERVAL + 10
 EVENTS = 50
+# A backoff no test outlasts: the emitting process retries nothing while the test counts.
+LONG_BACKOFF_SECONDS = 600.0
 
 
 @dataclass
@@ -82,6 +84,7 @@ def test_emits_through_a_redis_outage_are_delivered_once_redis_is_back(
     redis_server, receiver, start_worker, tenant, settings, caplog
 ):
     webhook = make_webhook(tenant.organization, receiver.url()).webhook
+    settings.WEBHOOK_WAKE_BACKOFF = LONG_BACKOFF_SECONDS  # in this process: no background retry
     settings.REDIS_URL = settings.CELERY_BROKER_URL = redis_server.url
     start_worker(
         beat=True,

@@ -25,6 +25,8 @@ RABBITMQ = ("127.0.0.1", 5672)
 SWEEP_INTERVAL = 2.0
 DELIVERED_WITHIN = SWEEP_INTERVAL + 10
 EVENTS = 50
+# A backoff no test outlasts: the emitting process retries nothing while the test counts.
+LONG_BACKOFF_SECONDS = 600.0
 
 
 def _rabbitmqctl(*args: str) -> bool:
@@ -85,6 +87,7 @@ def test_emits_while_rabbitmq_is_down_are_delivered_once_it_is_back(
     rabbitmq_url, receiver, start_worker, tenant, settings, caplog
 ):
     webhook = make_webhook(tenant.organization, receiver.url()).webhook
+    settings.WEBHOOK_WAKE_BACKOFF = LONG_BACKOFF_SECONDS  # in this process: no background retry
     settings.CELERY_BROKER_URL = f"amqp://guest:guest@127.0.0.1:{_closed_port()}//"  # RabbitMQ down
 
     for i in range(EVENTS):
