@@ -1,6 +1,6 @@
 """The benchmark of the delivery pipeline: one command, brings up what it needs, cleans up.
 
-    python bench/run.py [throughput floor latency isolation emit filters history rss] [--profile]
+    python bench/run.py [throughput floor latency isolation emit filters history rss outage] [--profile]
 
 Default: all scenarios. Results go to stdout and to bench/results/latest.txt; process logs to
 bench/results/logs/. Needs PostgreSQL and Redis running. It creates and migrates its own
@@ -44,7 +44,7 @@ import harness  # noqa: E402
 from common import State, figure, out, verdict, write_report  # noqa: E402
 from harness import LOGS, RESULTS  # noqa: E402
 from receivers import start_nginx, start_receiver  # noqa: E402
-from scenarios import emit, filters, floor, history, isolation, latency, rss, throughput  # noqa: E402
+from scenarios import emit, filters, floor, history, isolation, latency, outage, rss, throughput  # noqa: E402
 from service import (  # noqa: E402
     REDIS_URL,
     UNBOUND_RATE,
@@ -56,7 +56,7 @@ from service import (  # noqa: E402
 )
 from workers import start_workers, stop_workers  # noqa: E402
 
-SCENARIOS = ("throughput", "floor", "latency", "isolation", "emit", "filters", "history", "rss")
+SCENARIOS = ("throughput", "floor", "latency", "isolation", "emit", "filters", "history", "rss", "outage")
 # CPU microseconds two cores have in a second.
 TWO_CORES_US = 2e6
 THROUGHPUT_FLOOR_TARGET = 2  # times the floor
@@ -120,6 +120,9 @@ def main() -> int:
             redis_client().flushdb()  # the wake-ups queued meanwhile: no worker ran them
         if "filters" in selected:
             filters.run(state)
+            redis_client().flushdb()
+        if "outage" in selected:
+            outage.run(state)
             redis_client().flushdb()
         if selected & {"throughput", "floor"}:
             start_nginx(state)

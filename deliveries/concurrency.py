@@ -19,7 +19,9 @@ lost anyway (a worker killed in between) is covered by the sweeper, which wakes 
 with due deliveries. Other organizations never wait behind parked work: it is not queued.
 
 The wake-pending flag coalesces wake-up messages: whoever sets it (``SET NX``) sends the one
-message; everyone else sees it already set and sends nothing until the drain clears it.
+message; everyone else sees it already set and sends nothing until the drain clears it. A
+drain stopped by its organization's rate limit holds it instead, until its countdown wakes
+the webhook at the throttle's end.
 """
 
 from __future__ import annotations
@@ -190,3 +192,12 @@ def mark_wakes_pending(client: redis.Redis, webhook_ids: list[str], ttl_seconds:
 
 def clear_wake_pending(client: redis.Redis, webhook_id: str) -> None:
     client.delete(_wake_key(webhook_id))
+
+
+def clear_wakes_pending(client: redis.Redis, webhook_ids: list[str]) -> None:
+    client.delete(*[_wake_key(webhook_id) for webhook_id in webhook_ids])
+
+
+def hold_wake_pending(client: redis.Redis, webhook_id: str, seconds: float) -> None:
+    """Keep the flag set for ``seconds`` (a wake is already due then), whoever set it."""
+    client.set(_wake_key(webhook_id), b"1", px=_to_ms(seconds, "seconds"))

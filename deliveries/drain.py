@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import redis
@@ -71,6 +71,8 @@ class DrainOutcome:
     busy: bool = False
     # All of the organization's slots are taken; the webhook waits to be woken by one of them.
     parked: bool = False
+    # The organization's rate limit stopped the drain: its wake stays pending until retry_in.
+    throttled: bool = False
 
 
 def webhook_drain(*, webhook_id: str) -> DrainOutcome:
@@ -84,6 +86,11 @@ def webhook_drain(*, webhook_id: str) -> DrainOutcome:
     meanwhile send no wake-up of their own: this drain's next claim picks them up. It is
     cleared when the drain ends, then the database is asked once more whether anything is due
     (an event committed before the clear found the flag set and sent nothing).
+
+    A drain stopped by the organization's rate limit instead keeps the flag set until the
+    throttle ends (at least WEBHOOK_THROTTLED_WAKE_MIN), and its one countdown wakes the
+    webhook then: an organization over its limit sends no message per event, only one per
+    webhook per throttle, whatever it emits meanwhile.
     """
     webhook = Webhook.objects.filter(id=webhook_id).first()
     if webhook is None:
@@ -111,14 +118,23 @@ def webhook_drain(*, webhook_id: str) -> DrainOutcome:
         if slots.parked:
             metrics.record_parked()
         return DrainOutcome(busy=slots.endpoint_busy, parked=slots.parked)
+    outcome = DrainOutcome()
     try:
         outcome = _drain_with_slot(webhook)
+        if outcome.throttled:
+            # Everything due now, and all the organization emits meanwhile, waits for this wake.
+            outcome = replace(outcome, retry_in=max(outcome.retry_in or 0.0, settings.WEBHOOK_THROTTLED_WAKE_MIN))
     finally:
         with contextlib.suppress(redis.RedisError):  # slots and flag expire by themselves
             parked = concurrency.release_slots(client, webhook_id=webhook_id, org_id=org_id, token=slots.token)
-            concurrency.clear_wake_pending(client, webhook_id)
+            if outcome.throttled and outcome.retry_in is not None:
+                concurrency.hold_wake_pending(client, webhook_id, outcome.retry_in)
+            else:
+                concurrency.clear_wake_pending(client, webhook_id)
             if parked is not None:
                 wake(parked, coalesce=False)
+    if outcome.throttled:
+        return outcome
     if not outcome.again and Delivery.objects.due().filter(webhook_id=webhook_id).exists():
         return DrainOutcome(sent=outcome.sent, again=True, retry_in=outcome.retry_in)
     return outcome
@@ -196,7 +212,7 @@ def _drain_with_slot(webhook: Webhook) -> DrainOutcome:
         sent_total += len(sent)
         retry_in = _earliest(retry_in, next_retry)
         if wait is not None:
-            return DrainOutcome(sent=sent_total, retry_in=_earliest(retry_in, wait))
+            return DrainOutcome(sent=sent_total, retry_in=_earliest(retry_in, wait), throttled=grants.limited)
         if sent and sent[-1].result.status == GONE:
             return DrainOutcome(sent=sent_total, again=bool(unsent))
         if unsent or time.monotonic() > budget_end:
@@ -222,6 +238,8 @@ class RateGrants:
         self.left = 0
         self.usable_until = 0.0
         self.send_seconds = GRANT_HORIZON_SECONDS  # until measured: one grant at a time
+        # The last wait came from the limiter (not from Redis being unreachable).
+        self.limited = False
 
     def take(self, webhook_id: str, *, wanted: int) -> float | None:
         """None if one send may go now; otherwise the seconds to wait."""
@@ -241,8 +259,10 @@ class RateGrants:
             )
         except redis.RedisError:
             logger.warning("redis unavailable; deliveries of %s wait", webhook_id)
+            self.limited = False
             return REDIS_DOWN_WAIT_SECONDS
         if not grant.granted:
+            self.limited = True
             return grant.wait_seconds
         self.left = grant.granted - 1
         self.usable_until = now + GRANT_HORIZON_SECONDS

@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models.functions import Now
 
-from deliveries.dispatch import wake
+from deliveries.dispatch import wake_all
 from deliveries.models import Delivery
 from events.catalogue import EVENT_TYPES
 from events.services import build_event
@@ -52,7 +52,7 @@ def delivery_send_test(*, webhook: Webhook, event_type: str) -> Delivery:
             created_at=event.created_at,
             next_attempt_at=Now(),
         )
-        transaction.on_commit(lambda: wake(webhook.id))
+        transaction.on_commit(lambda: wake_all([webhook.id]))
     delivery.refresh_from_db()
     delivery.event, delivery.webhook = event, webhook
     return delivery
@@ -70,7 +70,7 @@ def delivery_retry(*, delivery: Delivery) -> Delivery:
             next_attempt_at=Now(),
             lease_until=None,
         )
-        transaction.on_commit(lambda: wake(delivery.webhook_id))
+        transaction.on_commit(lambda: wake_all([delivery.webhook_id]))
     delivery.refresh_from_db()
     return delivery
 
@@ -86,5 +86,5 @@ def webhook_recover(*, webhook: Webhook, since: datetime) -> int:
             status=Delivery.Status.RETRYING, next_attempt_at=Now(), lease_until=None
         )
         if count:
-            transaction.on_commit(lambda: wake(webhook.id))
+            transaction.on_commit(lambda: wake_all([webhook.id]))
     return count

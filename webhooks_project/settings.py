@@ -251,6 +251,16 @@ WEBHOOK_RATE_PER_SECOND = _env_int("WEBHOOK_RATE_PER_SECOND", 100)
 WEBHOOK_RATE_PER_HOUR = _env_int("WEBHOOK_RATE_PER_HOUR", 10_000)
 # How often beat looks in the database for due deliveries whose wake-up message was lost.
 WEBHOOK_SWEEP_INTERVAL = _env_float("WEBHOOK_SWEEP_INTERVAL", 30.0)
+# The wake after an emit's commit (the wake-pending flags in Redis, then the broker's publish)
+# waits at most this long on any one connect, read or write, and is never retried inline: a
+# producer never waits on an outage. A wake that fails is found by the sweeper.
+WEBHOOK_WAKE_TIMEOUT = _env_float("WEBHOOK_WAKE_TIMEOUT", 0.05)
+# After a wake fails, the process sends none for this long (a circuit breaker), so an outage
+# costs one timeout per this many seconds instead of one per emit.
+WEBHOOK_WAKE_BACKOFF = _env_float("WEBHOOK_WAKE_BACKOFF", 5.0)
+# While an organization is throttled, its webhooks' wakes stay coalesced until the throttle
+# ends, and at least this long: at most one broker message per webhook per this many seconds.
+WEBHOOK_THROTTLED_WAKE_MIN = _env_float("WEBHOOK_THROTTLED_WAKE_MIN", 1.0)
 # Attempts in flight at once towards one endpoint, cluster-wide: a hanging endpoint ties up
 # at most this many worker threads.
 WEBHOOK_ENDPOINT_CONCURRENCY = _env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 4)
