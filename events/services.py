@@ -55,16 +55,25 @@ class EmitError(ValueError):
         self.field = field
         self.message = message
         self.fields = fields or {field: [message]}
+        # Which item of a batch was refused (its position), if a batch's.
+        self.item: int | None = None
 
-    def within(self, prefix: str) -> EmitError:
-        """The same refusal, its fields named from the batch (``events[3].`` + ``data.severity``)."""
+    def within(self, prefix: str, item: int) -> EmitError:
+        """The same refusal of a batch's ``item``, its fields named from the batch
+        (``events[3].`` + ``data.severity``; the item itself when its field is "")."""
         if not prefix:
             return self
-        return EmitError(
-            prefix + self.field,
+
+        def name(field: str) -> str:
+            return prefix + field if field else prefix.rstrip(".")
+
+        refused = EmitError(
+            name(self.field),
             self.message,
-            fields={prefix + field: messages for field, messages in self.fields.items()},
+            fields={name(field): messages for field, messages in self.fields.items()},
         )
+        refused.item = item
+        return refused
 
 
 # The WEBHOOK_EVENT_VALIDATION that lets data through unchecked (settings.py allows it and "enforce").
@@ -170,7 +179,12 @@ def _batch_prefix(position: int) -> str:
 def _emit(
     org_id: str, items: Sequence[Mapping[str, Any]], prefix: Callable[[int], str], *, retry: bool = True
 ) -> list[Event]:
-    parsed = [_parse_item(item, prefix(position)) for position, item in enumerate(items)]
+    parsed = []
+    for position, item in enumerate(items):
+        try:
+            parsed.append(_parse_item(item))
+        except EmitError as exc:
+            raise exc.within(prefix(position), position) from None
     keys = [key for _, _, key in parsed if key is not None]
     originals = _recent_events(org_id, keys) if keys else {}
     result: list[Event] = []
@@ -182,7 +196,7 @@ def _emit(
         try:
             event = build_event(org_id, event_type, data)
         except EmitError as exc:
-            raise exc.within(prefix(position)) from None
+            raise exc.within(prefix(position), position) from None
         event.idempotency_key = key
         if key is not None:
             originals[key] = event
@@ -202,22 +216,24 @@ def _emit(
     return result
 
 
-def _parse_item(item: Any, prefix: str) -> tuple[str, Any, str | None]:
+def _parse_item(item: Any) -> tuple[str, Any, str | None]:
     """(type, data, idempotency key) of one item; its data is checked by build_event."""
     if not isinstance(item, Mapping):
-        raise EmitError(prefix.rstrip(".") or "events", "Must be an object with event and data.")
+        raise EmitError("", "Must be an object with event and data.")
     for name in item:
         if name not in _ITEM_FIELDS:
-            raise EmitError(f"{prefix}{name}", "Unknown field: an event has event, data and idempotency_key.")
+            raise EmitError(name, "Unknown field: an event has event, data and idempotency_key.")
     for name in ("event", "data"):
         if name not in item:
-            raise EmitError(f"{prefix}{name}", "This field is required.")
+            raise EmitError(name, "This field is required.")
     event_type = item["event"]
     if not isinstance(event_type, str):
-        raise EmitError(f"{prefix}event", "Must be a string.")
+        raise EmitError("event", "Must be a string.")
     key = item.get("idempotency_key")
     if key is not None and not (isinstance(key, str) and 0 < len(key) <= _MAX_IDEMPOTENCY_KEY):
-        raise EmitError(f"{prefix}idempotency_key", f"Must be 1 to {_MAX_IDEMPOTENCY_KEY} characters.")
+        raise EmitError("idempotency_key", f"Must be 1 to {_MAX_IDEMPOTENCY_KEY} characters.")
+    if key is not None and "\x00" in key:  # PostgreSQL's text cannot hold it
+        raise EmitError("idempotency_key", "Must not contain the NUL character (\\u0000).")
     return event_type, item["data"], key
 
 
