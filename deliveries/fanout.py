@@ -25,10 +25,12 @@ from events.catalogue import ALL_EVENTS
 from events.hooks import EventStatement
 from events.models import Event
 
-# The batch's events, one row each, in the batch's order (``position`` from 1). Parameters:
-# their ids, types and created_at, as three arrays of the same length.
+# The batch's events, one row each as stored by the statement before (``event``, payload
+# included, for whatever a subscription may test), with their position in the batch
+# (``batch.position``, from 1). Parameter: the events' ids, in order.
 NEW_EVENTS_SQL = (
-    "unnest(%s::text[], %s::text[], %s::timestamptz[]) WITH ORDINALITY AS event (id, type, created_at, position)"
+    "unnest(%s::text[]) WITH ORDINALITY AS batch (id, position)"
+    " JOIN events_event AS event ON event.id = batch.id"
 )
 # The organization's webhooks that take new deliveries. Parameter: the organization's id.
 CANDIDATES_SQL = "webhook.organization_id = %s AND webhook.enabled"
@@ -41,7 +43,7 @@ SUBSCRIBED_SQL = (
 # which is random within a millisecond), so the batch's deliveries are spaced a microsecond
 # apart, the last at the transaction's now(). Never ahead of the database's clock (an
 # application server's clock may be). Parameter: the number of events.
-DUE_SQL = "now() - (%s - event.position) * interval '1 microsecond'"
+DUE_SQL = "now() - (%s - batch.position) * interval '1 microsecond'"
 
 _FAN_OUT_SQL = f"""
 INSERT INTO deliveries_delivery
@@ -72,8 +74,6 @@ def event_fan_out_at_emit(*, events: list[Event], store_events: EventStatement) 
                 *params,
                 len(events),
                 [event.id for event in events],
-                [event.type for event in events],
-                [event.created_at for event in events],
                 events[0].organization_id,
             ],
         )
