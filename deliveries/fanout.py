@@ -29,8 +29,7 @@ from events.models import Event
 # included, for whatever a subscription may test), with their position in the batch
 # (``batch.position``, from 1). Parameter: the events' ids, in order.
 NEW_EVENTS_SQL = (
-    "unnest(%s::text[]) WITH ORDINALITY AS batch (id, position)"
-    " JOIN events_event AS event ON event.id = batch.id"
+    "unnest(%s::text[]) WITH ORDINALITY AS batch (id, position) JOIN events_event AS event ON event.id = batch.id"
 )
 # The organization's webhooks that take new deliveries. Parameter: the organization's id.
 CANDIDATES_SQL = "webhook.organization_id = %s AND webhook.enabled"
