@@ -8,7 +8,8 @@ query string: one round trip and, outside a transaction, one implicit transactio
 durably. Events are stored with their deliveries or not at all. After the commit each of those
 webhooks is woken once (``deliveries.dispatch.wake_all``), however many events it got.
 
-The statement is built from named fragments: which events (``NEW_EVENTS_SQL``), which
+The statement is built from named fragments: which events (``new_events_sql``, rows of
+``NEW_EVENT_ROW_SQL``), which
 webhooks (``CANDIDATES_SQL``), which webhook wants which event (``SUBSCRIBED_SQL``, written
 once, here: nothing else in the service matches subscriptions) and when it is due
 (``DUE_SQL``).
@@ -25,12 +26,10 @@ from events.catalogue import ALL_EVENTS
 from events.hooks import EventStatement
 from events.models import Event
 
-# The batch's events, one row each as stored by the statement before (``event``, payload
-# included, for whatever a subscription may test), with their position in the batch
-# (``batch.position``, from 1). Parameter: the events' ids, in order.
-NEW_EVENTS_SQL = (
-    "unnest(%s::text[]) WITH ORDINALITY AS batch (id, position) JOIN events_event AS event ON event.id = batch.id"
-)
+# One row of the batch's events, the ``position``-th (from 1). Parameters: its id, type and
+# created_at. (A test on an event's payload joins events_event on ``event.id``: the statement
+# before stored it.)
+NEW_EVENT_ROW_SQL = "(%s, %s, %s::timestamptz, {position})"
 # The organization's webhooks that take new deliveries. Parameter: the organization's id.
 CANDIDATES_SQL = "webhook.organization_id = %s AND webhook.enabled"
 # A webhook subscribes to an event's type: it lists that type, or the wildcard. Both are
@@ -42,14 +41,30 @@ SUBSCRIBED_SQL = (
 # which is random within a millisecond), so the batch's deliveries are spaced a microsecond
 # apart, the last at the transaction's now(). Never ahead of the database's clock (an
 # application server's clock may be). Parameter: the number of events.
-DUE_SQL = "now() - (%s - batch.position) * interval '1 microsecond'"
+DUE_SQL = "now() - (%s - event.position) * interval '1 microsecond'"
 
-_FAN_OUT_SQL = f"""
+
+def new_events_sql(count: int) -> str:
+    """The batch's events as rows (``event``: id, type, created_at, position), in its order.
+
+    A VALUES list rather than arrays to unnest: as fast for a hundred events, and for one
+    PostgreSQL spends on it what it spent on the single-event statement this replaced
+    (measured at the backend: a median 513 us a ``emit()`` against 507 before, and 627 with
+    ``unnest``'s function scan).
+    """
+    rows = ", ".join(NEW_EVENT_ROW_SQL.format(position=position) for position in range(1, count + 1))
+    return f"(VALUES {rows}) AS event (id, type, created_at, position)"
+
+
+def fan_out_sql(count: int) -> str:
+    """One INSERT ... SELECT of the deliveries of ``count`` events (parameters: DUE_SQL's, the
+    events' rows, CANDIDATES_SQL's)."""
+    return f"""
 INSERT INTO deliveries_delivery
     (id, organization_id, webhook_id, event_id, event_type, status, attempts, last_error, created_at, next_attempt_at)
 SELECT new_id('dlv'), webhook.organization_id, webhook.id, event.id, event.type, 'pending', 0, '', event.created_at,
     {DUE_SQL}
-FROM {NEW_EVENTS_SQL}
+FROM {new_events_sql(count)}
 JOIN webhooks_webhook AS webhook ON {CANDIDATES_SQL} AND {SUBSCRIBED_SQL}
 FOR KEY SHARE OF webhook
 RETURNING webhook_id
@@ -68,11 +83,11 @@ def event_fan_out_at_emit(*, events: list[Event], store_events: EventStatement) 
     sql, params = store_events
     with connection.cursor() as cursor:
         cursor.execute(
-            f"{sql};\n{_FAN_OUT_SQL}",
+            f"{sql};\n{fan_out_sql(len(events))}",
             [
                 *params,
                 len(events),
-                [event.id for event in events],
+                *[value for event in events for value in (event.id, event.type, event.created_at)],
                 events[0].organization_id,
             ],
         )

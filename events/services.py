@@ -29,13 +29,11 @@ from webhooks_project.ids import new_id
 
 # The events' own SQL, handed to the registered fan-out (events.hooks), which runs it with the
 # deliveries' INSERT in one query string: the events are stored with their deliveries, or none.
-# Parameters: the organization, then the batch as five arrays of the same length.
+# One row of parameters per event (for one event, the statement emit() always sent).
 _INSERT_EVENTS_SQL = (
-    "INSERT INTO events_event (id, organization_id, type, payload, created_at, idempotency_key)"
-    " SELECT id, %s, type, payload, created_at, idempotency_key"
-    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[])"
-    " AS event (id, type, payload, created_at, idempotency_key)"
+    "INSERT INTO events_event (id, organization_id, type, payload, created_at, idempotency_key) VALUES "
 )
+_EVENT_ROW_SQL = "(%s, %s, %s, %s, %s, %s)"
 # A key older than the window is free again.
 _FREE_OLD_KEYS_SQL = (
     "UPDATE events_event SET idempotency_key = NULL"
@@ -239,14 +237,11 @@ def _parse_item(item: Any) -> tuple[str, Any, str | None]:
 
 def _store(org_id: str, events: list[Event]) -> None:
     """The events and their deliveries, one query string through the registered fan-out."""
-    sql = _INSERT_EVENTS_SQL
+    sql = _INSERT_EVENTS_SQL + ", ".join([_EVENT_ROW_SQL] * len(events))
     params: list[object] = [
-        org_id,
-        [event.id for event in events],
-        [event.type for event in events],
-        [event.payload for event in events],
-        [event.created_at for event in events],
-        [event.idempotency_key for event in events],
+        value
+        for event in events
+        for value in (event.id, org_id, event.type, event.payload, event.created_at, event.idempotency_key)
     ]
     keys = [event.idempotency_key for event in events if event.idempotency_key is not None]
     if keys:
