@@ -8,11 +8,10 @@ query string: one round trip and, outside a transaction, one implicit transactio
 durably. Events are stored with their deliveries or not at all. After the commit each of those
 webhooks is woken once (``deliveries.dispatch.wake_all``), however many events it got.
 
-The statement is built from named fragments: which events (``new_events_sql``, rows of
-``NEW_EVENT_ROW_SQL``), which
-webhooks (``CANDIDATES_SQL``), which webhook wants which event (``SUBSCRIBED_SQL``, written
-once, here: nothing else in the service matches subscriptions) and when it is due
-(``DUE_SQL``).
+The statement (``fan_out_sql``) is built from named fragments: which events
+(``new_events_sql``, rows of ``NEW_EVENT_ROW_SQL``), which webhooks (``CANDIDATES_SQL``),
+which webhook wants which event (``SUBSCRIBED_SQL``, written once, here: nothing else in the
+service matches subscriptions) and when it is due (``DUE_SQL``).
 """
 
 from __future__ import annotations
