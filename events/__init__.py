@@ -1,8 +1,9 @@
-"""The event catalogue and store. ``from events import emit`` is the producers' entry point.
+"""The event catalogue and store. ``from events import emit, emit_many`` are the producers' entry points.
 
-``events.emit`` is ``events.services.emit`` itself, with its signature and docstring (for
-``help()``, editors and mypy). It is looked up on first use (PEP 562) because
-``events.services`` needs Django's apps ready, and ``import events`` must work before that.
+``events.emit`` and ``events.emit_many`` are ``events.services.emit`` and ``emit_many``
+themselves, with their signatures and docstrings (for ``help()``, editors and mypy). They are
+looked up on first use (PEP 562) because ``events.services`` needs Django's apps ready, and
+``import events`` must work before that.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from events.services import emit
+    from events.services import emit, emit_many
 
-__all__ = ["emit"]
+__all__ = ["emit", "emit_many"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "emit":
-        from events.services import emit
+    if name in __all__:
+        from events import services
 
-        return emit
+        return getattr(services, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -74,7 +74,12 @@ def js_dumps(value: Any) -> str:
 
 def iso_timestamp(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a ``Z``, as JavaScript's ``toISOString``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    utc = moment.astimezone(UTC)
+    # Formatted by hand: strftime took twice as long, and this runs for every event and send.
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+        f".{utc.microsecond // 1000:03d}Z"
+    )
 
 
 # For values holding only what Python's C encoder already writes as JavaScript does: exact

@@ -1,7 +1,8 @@
-"""The one hand-off from ``emit()`` to the app that delivers events: the fan-out.
+"""The one hand-off from ``emit()`` / ``emit_many()`` to the app that delivers events: the fan-out.
 
-``emit()`` stores an event with its deliveries in one query string — one round trip, one
-durable commit, all or nothing — so the deliveries' INSERT must travel with the event's. The
+``emit_many()`` (and ``emit()``, a batch of one) stores events with their deliveries in one
+query string — one round trip, one durable commit, all or nothing — so the deliveries' INSERT
+must travel with the events'. The
 events app does not know what a delivery is (imports flow one way: deliveries → events), so
 the delivery app registers its fan-out here at start-up (``DeliveriesConfig.ready``), typed
 by ``FanOut``: a reader, grep and mypy can follow the dependency from either end, and a
@@ -19,18 +20,19 @@ if TYPE_CHECKING:
 
 
 class EventStatement(NamedTuple):
-    """The events app's SQL that stores one event (and frees an expired idempotency key)."""
+    """The events app's SQL that stores a batch of events (and frees expired idempotency keys)."""
 
     sql: str
     params: list[object]
 
 
 class FanOut(Protocol):
-    def __call__(self, *, event: Event, store_event: EventStatement) -> list[str]:
-        """Run ``store_event`` and store the event's deliveries in the same query string.
+    def __call__(self, *, events: list[Event], store_events: EventStatement) -> list[str]:
+        """Run ``store_events`` and store the deliveries of ``events`` (one organization's,
+        unsaved, in order) in the same query string.
 
-        Returns the ids of the webhooks it made deliveries for. Raises what the database
-        raises; nothing is stored then.
+        Returns the ids of the webhooks it made deliveries for, each once. Raises what the
+        database raises; nothing is stored then.
         """
         ...
 
@@ -39,7 +41,7 @@ _fan_out: FanOut | None = None
 
 
 def register_fan_out(fan_out: FanOut) -> None:
-    """Install the fan-out ``emit()`` calls (the delivery app's, from its ``AppConfig.ready``)."""
+    """Install the fan-out ``emit_many()`` calls (the delivery app's, from its ``AppConfig.ready``)."""
     global _fan_out
     _fan_out = fan_out
 

@@ -46,6 +46,17 @@ def test_schema_when_fetched_documents_bearer_auth_and_errors(client):
     detail = schema["paths"]["/ui/api/webhooks/{webhook_id}"]
     assert set(detail["delete"]["responses"]) == {"204", "401", "404", "429"}
     assert "202" in schema["paths"]["/ui/api/events"]["post"]["responses"]
+    batch = schema["paths"]["/ui/api/events/batch"]["post"]
+    assert set(batch["responses"]) == {"202", "400", "401", "413", "415", "429"}
+    assert batch["responses"]["202"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/EventsAccepted"
+    }
+    events = components["EmitBatch"]["properties"]["events"]
+    assert (events["minItems"], events["maxItems"]) == (1, 100)
+    assert events["items"] == {"$ref": "#/components/schemas/EmitBatchItem"}
+    item = components["EmitBatchItem"]["discriminator"]["mapping"]["threat.detected"].rsplit("/", 1)[1]
+    assert set(components[item]["properties"]) == {"event", "data", "idempotency_key"}
+    assert components[item]["properties"]["data"] == {"$ref": "#/components/schemas/ThreatDetectedData"}
     assert "202" in schema["paths"]["/ui/api/webhooks/test"]["post"]["responses"]
     assert "404" in schema["paths"]["/ui/api/webhooks/test"]["post"]["responses"]
     assert "202" in schema["paths"]["/ui/api/webhooks/{webhook_id}/recover"]["post"]["responses"]

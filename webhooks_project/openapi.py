@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import get_doc
@@ -114,7 +115,20 @@ def document_event_types(result: dict, generator: Any, request: Any, public: boo
         test_event["enum"] = names
     if "Emit" in schemas:
         schemas.update(_emit_bodies(names))
+    if "EmitBatch" in schemas:
+        schemas.update(_batch_items(names))
+        schemas["EmitBatch"]["properties"]["events"] = {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/EmitBatchItem"},
+            "minItems": 1,
+            "maxItems": settings.WEBHOOK_BATCH_MAX_EVENTS,
+            "description": "The events, stored all or none; `ids` answers them in this order.",
+        }
     return result
+
+
+def _stem(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("."))
 
 
 def _emit_bodies(names: list[str]) -> dict[str, dict]:
@@ -123,7 +137,7 @@ def _emit_bodies(names: list[str]) -> dict[str, dict]:
     components: dict[str, dict] = {}
     mapping: dict[str, str] = {}
     for name in names:
-        stem = "".join(part.capitalize() for part in name.split("."))
+        stem = _stem(name)
         components[f"{stem}Data"] = data_schema(name)
         components[f"Emit{stem}"] = {
             "type": "object",
@@ -137,6 +151,37 @@ def _emit_bodies(names: list[str]) -> dict[str, dict]:
         mapping[name] = f"#/components/schemas/Emit{stem}"
     components["Emit"] = {
         "description": "An event: its type, and data matching that type's schema.",
+        "oneOf": [{"$ref": ref} for ref in mapping.values()],
+        "discriminator": {"propertyName": "event", "mapping": mapping},
+    }
+    return components
+
+
+def _batch_items(names: list[str]) -> dict[str, dict]:
+    """``EmitBatchItem``: an ``Emit`` body of any type and, optionally, its idempotency key."""
+    components: dict[str, dict] = {}
+    mapping: dict[str, str] = {}
+    for name in names:
+        stem = _stem(name)
+        components[f"EmitBatchItem{stem}"] = {
+            "type": "object",
+            "properties": {
+                "event": {"type": "string", "enum": [name]},
+                "data": {"$ref": f"#/components/schemas/{stem}Data"},
+                "idempotency_key": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "description": "A repeat within WEBHOOK_IDEMPOTENCY_WINDOW (or earlier in the batch)"
+                    " answers the original event's id and stores nothing new.",
+                },
+            },
+            "required": ["event", "data"],
+            "additionalProperties": False,
+        }
+        mapping[name] = f"#/components/schemas/EmitBatchItem{stem}"
+    components["EmitBatchItem"] = {
+        "description": "One event of a batch: its type, data matching that type's schema, and an optional key.",
         "oneOf": [{"$ref": ref} for ref in mapping.values()],
         "discriminator": {"propertyName": "event", "mapping": mapping},
     }

@@ -243,6 +243,9 @@ WEBHOOK_RESPONSE_READ_BYTES = _env_int("WEBHOOK_RESPONSE_READ_BYTES", 64 * 1024)
 WEBHOOK_RESPONSE_STORE_BYTES = _env_int("WEBHOOK_RESPONSE_STORE_BYTES", 4 * 1024)
 # Largest accepted request body (and so event payload): the document's 1 MB.
 WEBHOOK_MAX_PAYLOAD_BYTES = _env_int("WEBHOOK_MAX_PAYLOAD_BYTES", 1_048_576)
+# Most events in one emit_many() call or POST /ui/api/events/batch: one query string stores them
+# all, so this bounds its size and how long its transaction holds the webhooks' share locks.
+WEBHOOK_BATCH_MAX_EVENTS = _env_int("WEBHOOK_BATCH_MAX_EVENTS", 100)
 # A delivery's page (dashboard, admin) shows at most this much of a longer body, with a link to
 # all of it: a megabyte of JSON made a page millions of pixels wide and too heavy to draw.
 WEBHOOK_PAYLOAD_PREVIEW_BYTES = _env_int("WEBHOOK_PAYLOAD_PREVIEW_BYTES", 64 * 1024)

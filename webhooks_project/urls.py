@@ -54,6 +54,7 @@ api = [
     ),
     path("ui/api/event-types", webhooks_api.EventTypeListView.as_view(), name="event-types"),
     path("ui/api/events", events_api.EventCreateView.as_view(), name="event-create"),
+    path("ui/api/events/batch", events_api.EventBatchCreateView.as_view(), name="event-batch-create"),
     path("ui/api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("ui/api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -1,5 +1,6 @@
 """Emit rate, with no worker running: emit() in process, from one thread and from several (with
-the broker's send alone for comparison), then ``POST /ui/api/events`` through gunicorn."""
+the broker's send alone for comparison), emit_many() in batches, then ``POST /ui/api/events``
+and ``POST /ui/api/events/batch`` through gunicorn."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ EMIT_THREADS = 8
 TARGET = 2_000  # events/s
 # Emits before the timing starts: connections opened, caches filled.
 WARM_UP_EMITS = 50
+# emit_many(): events per call (one subscribed webhook each), and how many in all (or
+# EMIT_SECONDS of them), after a few calls' warm-up.
+BATCH_EVENTS = 100
+BATCH_TOTAL = 50_000
+BATCH_TARGET = 5_000  # events/s
+WARM_UP_BATCHES = 5
+REST_BATCH_TARGET = 2_000  # events/s
 # Broker sends timed alone.
 SEND_TASKS = 1_000
 REST_SECONDS = 10
@@ -40,7 +48,7 @@ CLIENT_TIMEOUT = 30
 
 
 def run(state: State) -> None:
-    from events import emit  # after django.setup(): run.py imports this module before it
+    from events import emit, emit_many  # after django.setup(): run.py imports this module before it
     from webhooks import services as webhook_services
     from webhooks_project.celery import app as celery_app
 
@@ -75,6 +83,24 @@ def run(state: State) -> None:
     threaded = emit_threaded(org, EMIT_COUNT, EMIT_THREADS, EMIT_SECONDS)
     out(f"emit() in process from {EMIT_THREADS} threads: {threaded:,.0f} events/s")
     figure(state, f"emit() in process, {EMIT_THREADS} threads", threaded, "events/s", "(info)", None)
+    # Batches: one query string and one commit for BATCH_EVENTS events.
+    batch = [{"event": "threat.detected", "data": DATA}] * BATCH_EVENTS
+    for _ in range(WARM_UP_BATCHES):
+        emit_many(org, batch)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    count = 0
+    while count < BATCH_TOTAL and time.perf_counter() - started < EMIT_SECONDS:
+        emit_many(org, batch)
+        count += BATCH_EVENTS
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    rate = count / elapsed
+    out(
+        f"emit_many() in process, {BATCH_EVENTS} events per call: {count:,} events in {elapsed:.2f} s"
+        f" = {rate:,.0f} events/s ({elapsed / count * BATCH_EVENTS * 1e3:.1f} ms a call,"
+        f" {cpu / count * 1e6:.0f} us of CPU an event in this process)"
+    )
+    figure(state, f"emit_many() in process, {BATCH_EVENTS}/call", rate, "events/s", ">= 5,000/s", rate >= BATCH_TARGET)
 
     _, key = webhook_services.api_key_create(organization=org)
     port = harness.free_port()
@@ -91,32 +117,55 @@ def run(state: State) -> None:
             )
             with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
                 assert response.status == 202, response.status
-        meter = CpuMeter(
-            {
-                "gunicorn": lambda: [gunicorn.pid, *harness.children_of(gunicorn.pid)],
-                "postgres (bench db backends)": pg_backends,
-            }
-        )
-        meter.start()
-        rate, failed, client = rest_load(url, body, key)
-        used = meter.stop()
-        out(
-            f"POST /ui/api/events via gunicorn (WEB_CONCURRENCY={WEB_CONCURRENCY}, 4 threads each),"
-            f" {REST_CONCURRENCY} concurrent keep-alive clients ({client}), {REST_SECONDS} s:"
-            f" {rate:,.0f} events/s, {failed} non-2xx/failed"
-        )
-        out(
-            "  CPU during it: "
-            + ", ".join(
-                f"{name} {seconds / REST_SECONDS * 100:.0f}%"
-                for name, seconds in used.items()
-                if not name.startswith("bench process")
-            )
-            + " (of one core)"
-        )
-        figure(state, "POST /ui/api/events", rate, "events/s", "(info)", None)
+        rest_figure(state, gunicorn, url, body, key, 1, "POST /ui/api/events", None)
+        batch_body = json.dumps({"events": batch}).encode()
+        rest_figure(
+            state, gunicorn, f"{url}/batch", batch_body, key, BATCH_EVENTS,
+            f"POST /ui/api/events/batch, {BATCH_EVENTS}/request", REST_BATCH_TARGET,
+        )  # fmt: skip
     finally:
         gunicorn.stop()
+
+
+def rest_figure(
+    state: State,
+    gunicorn: Proc,
+    url: str,
+    body: bytes,
+    key: str,
+    events_per_request: int,
+    name: str,
+    target: int | None,
+) -> None:
+    """REST_SECONDS of concurrent POSTs of ``body`` to ``url``: events/s, and the CPU it took."""
+    meter = CpuMeter(
+        {
+            "gunicorn": lambda: [gunicorn.pid, *harness.children_of(gunicorn.pid)],
+            "postgres (bench db backends)": pg_backends,
+        }
+    )
+    meter.start()
+    requests_per_second, failed, client = rest_load(url, body, key)
+    used = meter.stop()
+    rate = requests_per_second * events_per_request
+    out(
+        f"{name} via gunicorn (WEB_CONCURRENCY={WEB_CONCURRENCY}, 4 threads each),"
+        f" {REST_CONCURRENCY} concurrent keep-alive clients ({client}), {REST_SECONDS} s:"
+        f" {rate:,.0f} events/s ({requests_per_second:,.1f} requests/s), {failed} non-2xx/failed"
+    )
+    out(
+        "  CPU during it: "
+        + ", ".join(
+            f"{process} {seconds / REST_SECONDS * 100:.0f}%"
+            for process, seconds in used.items()
+            if not process.startswith("bench process")
+        )
+        + " (of one core)"
+    )
+    if target is None:
+        figure(state, name, rate, "events/s", "(info)", None)
+    else:
+        figure(state, name, rate, "events/s", f">= {target:,}/s", rate >= target and not failed)
 
 
 def emit_threaded(org: Any, count: int, threads: int, seconds: float) -> float:

@@ -113,17 +113,20 @@ def selection_costs(plain: Any, filtered: Any) -> None:
     filters (the payload's jsonb cast is all it adds), and for 50 with filters that match."""
     from django.db import connection
 
-    from deliveries.fanout import FILTER_MATCHES_SQL, SUBSCRIBED_SQL
+    from deliveries.fanout import CANDIDATES_SQL, FILTER_MATCHES_SQL, SUBSCRIBED_SQL
     from events.services import build_event
     from webhooks.filters import filter_document
 
     document = filter_document(build_event(plain.id, "threat.detected", DATA).payload)
-    before = f"SELECT count(*) FROM webhooks_webhook WHERE organization_id = %s AND enabled AND {SUBSCRIBED_SQL}"
+    before = (
+        "SELECT count(*) FROM (VALUES (%s::text, %s::jsonb)) AS event (type, document)"
+        f" JOIN webhooks_webhook AS webhook ON {CANDIDATES_SQL} AND {SUBSCRIBED_SQL}"
+    )
     after = f"{before} AND {FILTER_MATCHES_SQL}"
     statements = {
-        "before filters": (before, [plain.id, "threat.detected"]),
-        "no filters": (after, [plain.id, "threat.detected", document]),
-        "50 filters": (after, [filtered.id, "threat.detected", document]),
+        "before filters": (before, ["threat.detected", document, plain.id]),
+        "no filters": (after, ["threat.detected", document, plain.id]),
+        "50 filters": (after, ["threat.detected", document, filtered.id]),
     }
     spent: dict[str, list[float]] = {name: [] for name in statements}
     counts = {}

@@ -856,3 +856,21 @@ def test_post_error_holds_no_nul_when_status_line_is_garbled(loopback, raw_serve
     assert result.status is None
     assert result.error
     assert "\x00" not in result.error
+
+
+def test_post_sends_the_same_request_when_the_urls_preparation_is_reused(loopback, serve):
+    server = serve(answer(200))
+    url = f"http://127.0.0.1:{server.port}/hook?a=1&b=%C3%A9"
+
+    results = [post(url, body, {"X-N": str(n)}) for n, body in enumerate([b'{"n":0}', b'{"longer":"body, 1"}'])]
+
+    assert [r.status for r in results] == [200, 200]
+    first, second = server.seen
+    assert (first.path, second.path) == ("/hook?a=1&b=%C3%A9",) * 2
+    assert (first.body, second.body) == (b'{"n":0}', b'{"longer":"body, 1"}')
+    assert second.headers["content-length"] == str(len(second.body))
+    assert (first.headers["x-n"], second.headers["x-n"]) == ("0", "1")
+    assert set(first.headers) == set(second.headers)
+    assert {name: value for name, value in first.headers.items() if name not in ("x-n", "content-length")} == {
+        name: value for name, value in second.headers.items() if name not in ("x-n", "content-length")
+    }

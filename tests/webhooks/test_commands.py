@@ -112,3 +112,54 @@ def test_emit_event_refuses_when_organization_unknown():
     with pytest.raises(CommandError, match="org_nope"):
         call_command("emit_event", "org_nope", "threat.detected", stdout=io.StringIO(), stderr=io.StringIO())
     assert not Event.objects.exists()
+
+
+def _jsonl(tmp_path, items: list[object], blank_lines: bool = False) -> str:
+    path = tmp_path / "events.jsonl"
+    lines = [item if isinstance(item, str) else json.dumps(item) for item in items]
+    path.write_text(("\n\n" if blank_lines else "\n").join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_emit_event_file_stores_every_line_in_batches_printing_ids_in_order(tmp_path, settings):
+    settings.WEBHOOK_BATCH_MAX_EVENTS = 3
+    org_id = _run("create_organization", "Acme")
+    items = [{"event": "agent.online", "data": {"agent_id": f"agt_{i}"}} for i in range(7)]
+    items.append({"event": "agent.online", "data": {"agent_id": "agt_0"}, "idempotency_key": "k"})
+    items.append({"event": "agent.online", "data": {"agent_id": "agt_0"}, "idempotency_key": "k"})
+    out = io.StringIO()
+
+    call_command("emit_event", org_id, "--file", _jsonl(tmp_path, items, blank_lines=True), stdout=out)
+
+    ids = out.getvalue().split()
+    assert len(ids) == 9
+    assert ids[7] == ids[8]
+    stored = Event.objects.in_bulk(ids)
+    assert [stored[event_id].data for event_id in ids] == [item["data"] for item in items]
+    assert Event.objects.count() == 8
+
+
+def test_emit_event_file_refuses_everything_when_a_line_is_not_json(tmp_path):
+    org_id = _run("create_organization", "Acme")
+    items = [{"event": "agent.online", "data": {"agent_id": "agt_1"}}, "{not json"]
+
+    with pytest.raises(CommandError, match="^line 2: "):
+        call_command("emit_event", org_id, "--file", _jsonl(tmp_path, items), stdout=io.StringIO())
+
+    assert not Event.objects.exists()
+
+
+def test_emit_event_file_names_the_line_of_an_invalid_event_and_what_was_stored(tmp_path, settings):
+    settings.WEBHOOK_BATCH_MAX_EVENTS = 2
+    org_id = _run("create_organization", "Acme")
+    items = [{"event": "agent.online", "data": {"agent_id": f"agt_{i}"}} for i in range(5)]
+    items[3] = {"event": "agent.online", "data": {}}
+
+    with pytest.raises(CommandError) as refused:
+        call_command("emit_event", org_id, "--file", _jsonl(tmp_path, items), stdout=io.StringIO())
+
+    assert str(refused.value) == (
+        "line 4: data.agent_id: This field is required."
+        " (the 2 events before it were stored, nothing from line 3 on was)"
+    )
+    assert Event.objects.count() == 2
