@@ -82,10 +82,11 @@ WITH due AS (
     UPDATE deliveries_delivery d
     SET lease_until = now() + %(lease)s * interval '1 second'
     FROM due WHERE d.id = due.id
-    RETURNING d.id, d.event_id, d.event_type, d.attempts, d.lease_until, d.next_attempt_at
+    RETURNING d.id, d.event_id, d.event_type, d.attempts, d.lease_until, d.next_attempt_at, d.created_at
 )
 SELECT c.id, c.event_id, c.event_type, c.attempts, c.lease_until, e.payload
-FROM claimed c JOIN events_event e ON e.id = c.event_id
+-- A delivery has its event's created_at (the partition key): one partition probed, not all.
+FROM claimed c JOIN events_event e ON e.id = c.event_id AND e.created_at = c.created_at
 ORDER BY c.next_attempt_at, c.id
 """
 
@@ -128,10 +129,14 @@ WITH v (id, number, requested_at, response_status, duration_ms, error, response_
         status, delay) AS (
     VALUES {values}
 ), ins AS (
+    -- The attempt is partitioned with its delivery (delivery_created_at): read from the row.
     INSERT INTO deliveries_attempt
-        (delivery_id, number, requested_at, response_status, duration_ms, error, response_body, response_body_replaced)
-    SELECT id, number, requested_at, response_status, duration_ms, error, response_body, response_body_replaced FROM v
-    ON CONFLICT (delivery_id, number) DO NOTHING
+        (delivery_id, number, requested_at, response_status, duration_ms, error, response_body, response_body_replaced,
+         delivery_created_at)
+    SELECT v.id, v.number, v.requested_at, v.response_status, v.duration_ms, v.error, v.response_body,
+           v.response_body_replaced, d.created_at
+    FROM v JOIN deliveries_delivery d ON d.id = v.id
+    ON CONFLICT (delivery_id, number, delivery_created_at) DO NOTHING
 )
 UPDATE deliveries_delivery d
 SET attempts = v.number,

@@ -282,8 +282,15 @@ WEBHOOK_EVENT_VALIDATION = _env_choice("WEBHOOK_EVENT_VALIDATION", "enforce", ("
 WEBHOOK_IDEMPOTENCY_WINDOW = _env_int("WEBHOOK_IDEMPOTENCY_WINDOW", 24 * 3600)
 # A webhook whose deliveries have all failed this long is disabled (as Svix does).
 WEBHOOK_DISABLE_AFTER_DAYS = _env_int("WEBHOOK_DISABLE_AFTER_DAYS", 5)
-# Events and deliveries older than this are purged by beat.
+# Events, deliveries and attempts older than this are dropped by beat, a day's partition at a
+# time (deliveries/partitions.py).
 WEBHOOK_RETENTION_DAYS = _env_int("WEBHOOK_RETENTION_DAYS", 30)
+# Daily partitions of the history made ahead of today (at migrate and hourly by beat): beat
+# may stop this many days before a row lands in the default partition.
+WEBHOOK_PARTITION_PREMAKE_DAYS = _env_int("WEBHOOK_PARTITION_PREMAKE_DAYS", 7)
+# How long dropping an expired partition waits for its table lock (ms) before giving up until
+# the next run: a long read must never queue every insert behind the drop.
+WEBHOOK_PARTITION_LOCK_TIMEOUT = _env_int("WEBHOOK_PARTITION_LOCK_TIMEOUT", 2000)
 WEBHOOK_USER_AGENT = _env("WEBHOOK_USER_AGENT", "CyberCage-Webhooks/1.0")
 # /healthz answers 503 when a due delivery has waited longer than this many seconds: the
 # workers are down or cannot keep up.
