@@ -60,7 +60,7 @@ FROM generate_series(1, %(events)s) AS g
 CROSS JOIN unnest(%(webhooks)s::text[]) WITH ORDINALITY AS w(id, k)
 CROSS JOIN LATERAL (
     SELECT %(start)s::timestamptz + %(days)s * interval '1 day' * (g - 1)::float8 / %(events)s AS created_at,
-           (g * 7919 + w.k * 104729) %% 100 AS r
+           (g::bigint * 7919 + w.k * 104729) %% 100 AS r
 ) AS t
 CROSS JOIN LATERAL (
     SELECT CASE WHEN t.r < 92 THEN 'succeeded' WHEN t.r < 97 THEN 'failed'

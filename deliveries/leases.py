@@ -63,6 +63,9 @@ def bookkeeping() -> Iterator[Any]:
 @dataclass(frozen=True)
 class Claimed:
     id: str
+    # The delivery's created_at, its partition key: the record of its attempt finds the row in
+    # that day's partition only.
+    created_at: datetime
     event_id: str
     event_type: str
     attempts: int
@@ -84,7 +87,7 @@ WITH due AS (
     FROM due WHERE d.id = due.id
     RETURNING d.id, d.event_id, d.event_type, d.attempts, d.lease_until, d.next_attempt_at, d.created_at
 )
-SELECT c.id, c.event_id, c.event_type, c.attempts, c.lease_until, e.payload
+SELECT c.id, c.event_id, c.event_type, c.attempts, c.lease_until, e.payload, c.created_at
 -- A delivery has its event's created_at (the partition key): one partition probed, not all.
 FROM claimed c JOIN events_event e ON e.id = c.event_id AND e.created_at = c.created_at
 ORDER BY c.next_attempt_at, c.id
@@ -97,7 +100,15 @@ def claim(webhook_id: str, limit: int) -> list[Claimed]:
         cursor.execute(_CLAIM_SQL, {"webhook_id": webhook_id, "limit": limit, "lease": lease_seconds()})
         rows = cursor.fetchall()
     return [
-        Claimed(id=r[0], event_id=r[1], event_type=r[2], attempts=r[3], lease_until=r[4], body=r[5].encode("utf-8"))
+        Claimed(
+            id=r[0],
+            created_at=r[6],
+            event_id=r[1],
+            event_type=r[2],
+            attempts=r[3],
+            lease_until=r[4],
+            body=r[5].encode("utf-8"),
+        )
         for r in rows
     ]
 
@@ -125,17 +136,18 @@ def _group_by_lease(items: list[Claimed]) -> dict[datetime, list[str]]:
 
 
 _RECORD_SQL = """
-WITH v (id, number, requested_at, response_status, duration_ms, error, response_body, response_body_replaced,
-        status, delay) AS (
+WITH v (id, created_at, number, requested_at, response_status, duration_ms, error, response_body,
+        response_body_replaced, status, delay) AS (
     VALUES {values}
 ), ins AS (
-    -- The attempt is partitioned with its delivery (delivery_created_at): read from the row.
+    -- The attempt is partitioned with its delivery (delivery_created_at), read from the row:
+    -- an attempt only for a delivery that exists, in that delivery's day.
     INSERT INTO deliveries_attempt
         (delivery_id, number, requested_at, response_status, duration_ms, error, response_body, response_body_replaced,
          delivery_created_at)
     SELECT v.id, v.number, v.requested_at, v.response_status, v.duration_ms, v.error, v.response_body,
            v.response_body_replaced, d.created_at
-    FROM v JOIN deliveries_delivery d ON d.id = v.id
+    FROM v JOIN deliveries_delivery d ON d.id = v.id AND d.created_at = v.created_at
     ON CONFLICT (delivery_id, number, delivery_created_at) DO NOTHING
 )
 UPDATE deliveries_delivery d
@@ -147,9 +159,9 @@ SET attempts = v.number,
     next_attempt_at = CASE WHEN v.delay IS NULL THEN NULL ELSE now() + v.delay * interval '1 second' END,
     lease_until = NULL
 FROM v
-WHERE d.id = v.id AND d.attempts = v.number - 1
+WHERE d.id = v.id AND d.created_at = v.created_at AND d.attempts = v.number - 1
 """
-_RECORD_ROW = "(%s, %s::int, %s::timestamptz, %s::int, %s::int, %s, %s, %s::boolean, %s, %s::float8)"
+_RECORD_ROW = "(%s, %s::timestamptz, %s::int, %s::timestamptz, %s::int, %s::int, %s, %s, %s::boolean, %s, %s::float8)"
 # Anything that keeps one row from being written: a value PostgreSQL refuses (DataError,
 # IntegrityError) or that psycopg2 cannot send (ValueError).
 _UNRECORDABLE = (DatabaseError, ValueError)
@@ -160,6 +172,7 @@ class Outcome:
     """One attempt as it is recorded: the attempt row and its delivery's new state."""
 
     delivery_id: str
+    created_at: datetime  # the delivery's
     number: int
     requested_at: datetime
     response_status: int | None
@@ -173,6 +186,7 @@ class Outcome:
     def as_params(self) -> list[object]:
         return [
             self.delivery_id,
+            self.created_at,
             self.number,
             self.requested_at,
             self.response_status,
