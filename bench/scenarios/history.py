@@ -198,6 +198,30 @@ def time_cases(state: State, cases: list[Case], webhooks: list[Any], rows: int) 
     return plans
 
 
+def pruning(plan: list[str]) -> str:
+    """Per table, how many of its partitions the plan read, and how many were pruned: by the
+    planner (absent from the plan) or at run time (in it, never executed)."""
+    from deliveries.partitions import partitions_of
+
+    read: dict[str, set[str]] = {}
+    listed: dict[str, set[str]] = {}
+    for line in plan:
+        for name in re.findall(r" on " + PARTITION_PATTERN, line):
+            table = re.sub(r"_(?:p\d{4}_\d{2}_\d{2}|default)$", "", name)
+            listed.setdefault(table, set()).add(name)
+            if "never executed" not in line:
+                read.setdefault(table, set()).add(name)
+    parts = []
+    for table in sorted(listed):
+        total = len(partitions_of(table)) + 1  # and the default one
+        got = read.get(table, set())
+        parts.append(
+            f"{table} {len(got)} of {total} read ({total - len(listed[table])} pruned when planned,"
+            f" {len(listed[table]) - len(got)} at run time)" + (f": {', '.join(sorted(got))}" if len(got) <= 3 else "")
+        )
+    return "; ".join(parts) or "none"
+
+
 def _parent_index(name: str) -> str:
     """A partition's index named for the parent's (PostgreSQL names them <partition>_<columns>_idx)."""
     return re.sub(r"_p\d{4}_\d{2}_\d{2}_", "_<day>_", name)
@@ -213,13 +237,8 @@ def print_plans(plans: list[tuple[str, str]]) -> None:
             text = "\n".join(plan)
             scans = sorted({_parent_index(name) for name in re.findall(SCAN_PATTERN, text)})
             seq = sorted(set(re.findall(r"Seq Scan on (\w+)", text)))
-            scanned = sorted(set(re.findall(PARTITION_PATTERN, text)))
-            removed = sum(int(n) for n in re.findall(r"Subplans Removed: (\d+)", text))
-            out(
-                f"-- {label}: indexes used {scans or 'none'}" + (f"; SEQUENTIAL SCAN of {seq}" if seq else "")
-                + f"; partitions in the plan {len(scanned)}, pruned at start-up {removed}"
-                + (f" ({scanned[0]} .. {scanned[-1]})" if scanned else "")
-            )  # fmt: skip
+            out(f"-- {label}: indexes used {scans or 'none'}" + (f"; SEQUENTIAL SCAN of {seq}" if seq else ""))
+            out(f"   partitions: {pruning(plan)}")
             out(f"   {sql}")
             for line in plan:
                 out(f"   {line}")
