@@ -119,11 +119,12 @@ def load(
     # (id prefix, first moment, days spanned, events): the history, and a day past retention.
     loads = [("h", f"now() - interval '{days} days'", days, events)]
     if expired_events:
-        loads.append(("x", f"date_trunc('day', now() - interval '{retention_days + 2} days')", 1, expired_events))
+        # The day whose end is the first past retention: the next drop takes it, and only it.
+        loads.append(("x", f"date_trunc('day', now() - interval '{retention_days + 1} days')", 1, expired_events))
     counts: dict[str, float] = {}
     with connection.cursor() as cursor:
         started = time.perf_counter()
-        _make_partitions(cursor, days=max(days, retention_days + 2) + 1)
+        _make_partitions(cursor, days=max(days, retention_days + 1 if expired_events else 0))
         counts["partition seconds"] = time.perf_counter() - started
         cursor.execute("SET synchronous_commit = off")
         cursor.execute("SET maintenance_work_mem = '256MB'")
