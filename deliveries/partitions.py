@@ -6,11 +6,11 @@ day (UTC) on their creation time — an attempt on its delivery's — by migrati
 ``.ci/setup``), a maintained extension rather than DDL of our own: it names, creates and
 drops the child tables, keeps a default partition, and knows which day a table holds.
 
-* ``partitions_premake`` (beat, hourly, and at migrate): every day from today to
+* ``partitions_premake`` (beat's ``deliveries.partitions``, hourly, and at migrate): every day from today to
   WEBHOOK_PARTITION_PREMAKE_DAYS ahead has its partition in all three tables. A row outside
   every partition (beat stopped for longer than that) goes to the default partition: never
   refused.
-* ``partitions_drop_expired`` (beat, hourly): days wholly older than WEBHOOK_RETENTION_DAYS
+* ``partitions_drop_expired`` (the same task, right after): days wholly older than WEBHOOK_RETENTION_DAYS
   are dropped — a catalog change, no DELETE and no dead rows, the same in a table of a
   thousand rows or of a billion. Children first, so a delivery never outlives its event.
 

@@ -5,8 +5,9 @@
   it is sent, so re-waking every webhook with due, unleased deliveries means a lost message is
   never a lost delivery.
 * ``disable_failing_webhooks`` (``deliveries.maintain``, hourly): disable endpoints that only
-  fail, set-based in SQL, with no per-webhook loop. The same task drops the history's daily
-  partitions past retention and makes those of the days ahead (``deliveries.partitions``).
+  fail, set-based in SQL, with no per-webhook loop. The history's daily partitions (made
+  ahead, dropped past retention) are ``deliveries/partitions.py``'s, hourly too
+  (``deliveries.partitions``).
 """
 
 from __future__ import annotations

@@ -26,5 +26,10 @@ def sweep() -> None:
 @shared_task(name="deliveries.maintain")
 def maintain() -> None:
     periodic.disable_failing_webhooks()
+
+
+@shared_task(name="deliveries.partitions")
+def maintain_partitions() -> None:
+    # A task of its own, so nothing else failing keeps the days ahead from being made.
     partitions.partitions_premake()
     partitions.partitions_drop_expired()

@@ -351,4 +351,6 @@ CELERY_BEAT_SCHEDULE_FILENAME = _env("CELERY_BEAT_SCHEDULE_FILE", "/tmp/webhooks
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "deliveries.sweep", "schedule": WEBHOOK_SWEEP_INTERVAL},
     "maintain": {"task": "deliveries.maintain", "schedule": 3600.0},
+    # The history's daily partitions: days ahead made, days past retention dropped.
+    "partitions": {"task": "deliveries.partitions", "schedule": 3600.0},
 }

@@ -92,15 +92,16 @@ def test_retention_drops_whole_days_past_retention_when_maintained(tenant, other
 
 
 @pytest.mark.django_db(transaction=True)  # a drop is its own transaction
-def test_maintain_task_premakes_and_drops_when_run(tenant, settings):
+def test_partitions_task_premakes_and_drops_when_run(tenant, settings):
     settings.WEBHOOK_RETENTION_DAYS = 3
     webhook = make_webhook(tenant.organization, "https://example.com/a").webhook
     add_delivery(webhook, age=6 * DAY)
     recent = add_delivery(webhook, age=DAY)
 
-    tasks.maintain()
+    tasks.maintain_partitions()
 
     assert list(Delivery.objects.values_list("id", flat=True)) == [recent.id]
+    assert "deliveries.partitions" in {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
 
 
 @pytest.mark.django_db(transaction=True)  # a drop is its own transaction
