@@ -75,7 +75,7 @@ class Claimed:
 
 _CLAIM_SQL = f"""
 WITH due AS (
-    SELECT id FROM deliveries_delivery
+    SELECT id, created_at FROM deliveries_delivery
     WHERE webhook_id = %(webhook_id)s
       AND {DUE_SQL}
     ORDER BY next_attempt_at
@@ -84,7 +84,8 @@ WITH due AS (
 ), claimed AS (
     UPDATE deliveries_delivery d
     SET lease_until = now() + %(lease)s * interval '1 second'
-    FROM due WHERE d.id = due.id
+    -- With the partition key, each row is found in its day's partition only.
+    FROM due WHERE d.id = due.id AND d.created_at = due.created_at
     RETURNING d.id, d.event_id, d.event_type, d.attempts, d.lease_until, d.next_attempt_at, d.created_at
 )
 SELECT c.id, c.event_id, c.event_type, c.attempts, c.lease_until, e.payload, c.created_at
