@@ -136,8 +136,8 @@ def test_primary_keys_include_the_day_and_ids_stay_unique_when_generated_in_sql(
             [list(partitions.HISTORY_TABLES)],
         )
         keys = dict(cursor.fetchall())
-        # Uniqueness of ids is the generator's (ms clock + 80 random bits); a million of them
-        # in one statement, as fast as the fan-out makes them, never repeat.
+        # Uniqueness of ids is the generator's (ms clock + 80 random bits); 200,000 of them in
+        # one statement, as fast as the fan-out makes them, never repeat.
         cursor.execute("SELECT count(DISTINCT new_id('dlv')) FROM generate_series(1, 200000)")
         distinct = cursor.fetchone()[0]
     assert keys == {
