@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -76,14 +77,14 @@ class Claimed:
 _CLAIM_SQL = f"""
 WITH due AS (
     SELECT id, created_at FROM deliveries_delivery
-    WHERE webhook_id = %(webhook_id)s
+    WHERE webhook_id = $1
       AND {DUE_SQL}
     ORDER BY next_attempt_at
-    LIMIT %(limit)s
+    LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE deliveries_delivery d
-    SET lease_until = now() + %(lease)s * interval '1 second'
+    SET lease_until = now() + $3 * interval '1 second'
     -- With the partition key, each row is found in its day's partition only.
     FROM due WHERE d.id = due.id AND d.created_at = due.created_at
     RETURNING d.id, d.event_id, d.event_type, d.attempts, d.lease_until, d.next_attempt_at, d.created_at
@@ -93,12 +94,36 @@ SELECT c.id, c.event_id, c.event_type, c.attempts, c.lease_until, e.payload, c.c
 FROM claimed c JOIN events_event e ON e.id = c.event_id AND e.created_at = c.created_at
 ORDER BY c.next_attempt_at, c.id
 """
+# The claim's parameters (webhook id, limit, lease seconds) as PREPARE declares them.
+_CLAIM_STATEMENT = "deliveries_claim(text, int, float8)"
+
+# The statements each database connection has prepared, by its psycopg2 connection (held
+# weakly: a new connection prepares them again).
+_prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _execute_prepared(cursor: Any, statement: str, sql: str, params: list[object]) -> None:
+    """Run ``sql`` as the connection's prepared ``statement`` (``name(types)``), with one
+    generic plan made at its first use and reused after.
+
+    Why: what is due has no day to prune partitions by (a delivery retried by hand reopens at
+    any age), so planning the claim afresh means planning it over every daily partition:
+    11–13 ms at 40 partitions a table, where running it takes ~1 ms. A generic plan is pruned
+    at run time instead, where the day is known (the update, the event's payload).
+    """
+    name = statement.split("(", 1)[0]
+    prepared = _prepared.setdefault(connection.connection, set())
+    if name not in prepared:
+        cursor.execute(f"PREPARE {statement} AS {sql}")
+        prepared.add(name)
+    cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    cursor.execute(f"EXECUTE {name}({', '.join(['%s'] * len(params))})", params)
 
 
 def claim(webhook_id: str, limit: int) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries of one webhook; nobody else attempts them meanwhile."""
     with bookkeeping() as cursor:
-        cursor.execute(_CLAIM_SQL, {"webhook_id": webhook_id, "limit": limit, "lease": lease_seconds()})
+        _execute_prepared(cursor, _CLAIM_STATEMENT, _CLAIM_SQL, [webhook_id, limit, lease_seconds()])
         rows = cursor.fetchall()
     return [
         Claimed(
