@@ -234,3 +234,18 @@ def test_concurrent_emits_of_one_idempotency_key_store_one_event(tenant):
 
     assert results == ["evt_first"]  # the second emit answers the first's event
     assert list(Event.objects.filter(idempotency_key="k-3").values_list("id", flat=True)) == ["evt_first"]
+
+
+@pytest.mark.django_db
+def test_deliveries_carry_their_event_created_at_whichever_door_made_them(tenant):
+    # The claim reads a delivery's payload from its event's partition by this created_at (no
+    # foreign key holds it): every writer of deliveries must copy the event's.
+    from deliveries.services import delivery_send_test
+
+    webhooks = [make_webhook(tenant.organization, f"https://example.com/{n}").webhook for n in range(2)]
+    emitted = events.emit(tenant.organization, "agent.online", {"agent_id": "agt_1"})
+    tested = delivery_send_test(webhook=webhooks[0], event_type="test.ping")
+
+    rows = list(Delivery.objects.filter(event_id__in=[emitted.id, tested.event_id]).select_related("event"))
+    assert len(rows) == 3
+    assert all(row.created_at == row.event.created_at for row in rows)
