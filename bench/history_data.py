@@ -2,9 +2,12 @@
 
 One organization, ``len(webhook_ids)`` webhooks, ``events`` events spread evenly over the last
 ``days`` days, each fanned out to every webhook: ``events * len(webhook_ids)`` deliveries, with
-their attempt logs. Status mix: 92% succeeded (1 attempt), 5% failed (6 attempts, HTTP 500),
-2% retrying (2 attempts, due in an hour), 1% pending (due in an hour, nothing attempted).
-Ids are zero-padded counters, so id order follows time as real ids (time-ordered) do.
+their attempt logs; and ``expired_events`` more (and their deliveries) in one day past
+retention, for retention to drop. Status mix: 92% succeeded (1 attempt), 5% failed
+(6 attempts, HTTP 500), 2% retrying (2 attempts, due in an hour), 1% pending (due in an hour,
+nothing attempted). Ids are zero-padded counters, so id order follows time as real ids
+(time-ordered) do. The daily partitions of those days are made first (pg_partman), so no row
+lands in the default partition.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from django.db import connection
 
@@ -22,14 +26,14 @@ EVENT_TYPES = tuple(name for name in catalogue.names() if name != "test.ping")
 
 _EVENTS_SQL = """
 INSERT INTO events_event (id, type, payload, created_at, idempotency_key, organization_id)
-SELECT 'evt_h' || lpad(g::text, 25, '0'),
+SELECT 'evt_' || %(prefix)s || lpad(g::text, 25, '0'),
        (%(types)s::text[])[1 + g %% 8],
-       '{"id":"evt_h' || lpad(g::text, 25, '0') || '","event":"' || (%(types)s::text[])[1 + g %% 8]
+       '{"id":"evt_' || %(prefix)s || lpad(g::text, 25, '0') || '","event":"' || (%(types)s::text[])[1 + g %% 8]
          || '","timestamp":"2025-01-15T10:30:00.000Z","organization_id":"' || %(org)s
          || '","data":{"threat_id":"thr_' || g || '","severity":"high","type":"data_exfiltration",'
          || '"description":"Attempted to access sensitive API keys","agent":{"id":"agt_def456",'
          || '"hostname":"john-laptop","user":"user@example.com"}}}',
-       now() - %(days)s * interval '1 day' * (1 - g::float8 / %(events)s),
+       %(start)s::timestamptz + %(days)s * interval '1 day' * (g - 1)::float8 / %(events)s,
        NULL,
        %(org)s
 FROM generate_series(1, %(events)s) AS g
@@ -39,7 +43,7 @@ _DELIVERIES_SQL = """
 INSERT INTO deliveries_delivery
     (id, event_type, status, attempts, response_status, last_error, created_at, last_attempt_at,
      next_attempt_at, lease_until, event_id, organization_id, webhook_id)
-SELECT 'dlv_h' || lpad((g * 100 + w.k)::text, 25, '0'),
+SELECT 'dlv_' || %(prefix)s || lpad((g * 100 + w.k)::text, 25, '0'),
        (%(types)s::text[])[1 + g %% 8],
        s.status,
        s.attempts,
@@ -49,14 +53,14 @@ SELECT 'dlv_h' || lpad((g * 100 + w.k)::text, 25, '0'),
        CASE WHEN s.attempts > 0 THEN t.created_at + s.attempts * interval '1 minute' END,
        CASE WHEN s.status IN ('pending', 'retrying') THEN now() + interval '1 hour' END,
        NULL,
-       'evt_h' || lpad(g::text, 25, '0'),
+       'evt_' || %(prefix)s || lpad(g::text, 25, '0'),
        %(org)s,
        w.id
 FROM generate_series(1, %(events)s) AS g
 CROSS JOIN unnest(%(webhooks)s::text[]) WITH ORDINALITY AS w(id, k)
 CROSS JOIN LATERAL (
-    SELECT now() - %(days)s * interval '1 day' * (1 - g::float8 / %(events)s) AS created_at,
-           (g * 7919 + w.k * 104729) %% 100 AS r
+    SELECT %(start)s::timestamptz + %(days)s * interval '1 day' * (g - 1)::float8 / %(events)s AS created_at,
+           (g::bigint * 7919 + w.k * 104729) %% 100 AS r
 ) AS t
 CROSS JOIN LATERAL (
     SELECT CASE WHEN t.r < 92 THEN 'succeeded' WHEN t.r < 97 THEN 'failed'
@@ -69,14 +73,15 @@ CROSS JOIN LATERAL (
 
 _ATTEMPTS_SQL = """
 INSERT INTO deliveries_attempt
-    (number, requested_at, response_status, duration_ms, error, response_body, delivery_id)
+    (number, requested_at, response_status, duration_ms, error, response_body, delivery_id, delivery_created_at)
 SELECT n,
        d.created_at + n * interval '1 minute',
        d.response_status,
        20 + (hashtext(d.id) & 511),
        CASE WHEN d.status = 'succeeded' THEN '' ELSE 'HTTP 500' END,
        CASE WHEN d.status = 'succeeded' THEN 'ok' ELSE 'Internal Server Error' END,
-       d.id
+       d.id,
+       d.created_at
 FROM deliveries_delivery d
 CROSS JOIN LATERAL generate_series(1, d.attempts) AS n
 WHERE d.organization_id = %(org)s
@@ -94,17 +99,33 @@ ORDER BY i.indexname
 """
 
 
-def load(*, org_id: str, webhook_ids: Sequence[str], events: int, days: int) -> dict[str, float]:
-    """Insert the history; returns row counts per table.
+def load(
+    *,
+    org_id: str,
+    webhook_ids: Sequence[str],
+    events: int,
+    days: int,
+    expired_events: int = 0,
+    retention_days: int = 30,
+) -> dict[str, float]:
+    """Insert the history; returns row counts per table and the seconds of each step.
 
     The fast way to load a lot: secondary indexes are dropped and built again afterwards (one
-    sort each instead of a million inserts each), and foreign-key triggers are off for the
-    session (the rows are consistent by construction). Only for the bench's own database,
-    which run.py creates afresh on every run, so an interrupted load leaves nothing behind.
+    sort each instead of millions of inserts each), and triggers are off for the session (the
+    rows are consistent by construction). Only for the bench's own database, which run.py
+    creates afresh on every run, so an interrupted load leaves nothing behind.
     """
-    params = {"org": org_id, "webhooks": list(webhook_ids), "events": events, "days": days, "types": list(EVENT_TYPES)}
-    counts = {}
+    params = {"org": org_id, "webhooks": list(webhook_ids), "types": list(EVENT_TYPES)}
+    # (id prefix, first moment, days spanned, events): the history, and a day past retention.
+    loads = [("h", f"now() - interval '{days} days'", days, events)]
+    if expired_events:
+        # The day whose end is the first past retention: the next drop takes it, and only it.
+        loads.append(("x", f"date_trunc('day', now() - interval '{retention_days + 1} days')", 1, expired_events))
+    counts: dict[str, float] = {}
     with connection.cursor() as cursor:
+        started = time.perf_counter()
+        _make_partitions(cursor, days=max(days, retention_days + 1 if expired_events else 0))
+        counts["partition seconds"] = time.perf_counter() - started
         cursor.execute("SET synchronous_commit = off")
         cursor.execute("SET maintenance_work_mem = '256MB'")
         cursor.execute("SET session_replication_role = replica")
@@ -114,9 +135,14 @@ def load(*, org_id: str, webhook_ids: Sequence[str], events: int, days: int) -> 
             cursor.execute(f'DROP INDEX "{name}"')
         started = time.perf_counter()
         try:
-            for table, sql in zip(TABLES, (_EVENTS_SQL, _DELIVERIES_SQL, _ATTEMPTS_SQL), strict=True):
-                cursor.execute(sql, params)
-                counts[table] = cursor.rowcount
+            for prefix, start, span, count in loads:
+                cursor.execute("SELECT " + start)
+                load_params = {**params, "prefix": prefix, "start": cursor.fetchone()[0], "days": span, "events": count}
+                for table, sql in zip(TABLES[:2], (_EVENTS_SQL, _DELIVERIES_SQL), strict=True):
+                    cursor.execute(sql, load_params)
+                    counts[table] = counts.get(table, 0) + cursor.rowcount
+            cursor.execute(_ATTEMPTS_SQL, params)
+            counts[TABLES[2]] = cursor.rowcount
         finally:
             counts["insert seconds"] = time.perf_counter() - started
             started = time.perf_counter()
@@ -129,6 +155,17 @@ def load(*, org_id: str, webhook_ids: Sequence[str], events: int, days: int) -> 
             cursor.execute(f"VACUUM (ANALYZE) {table}")
         counts["vacuum seconds"] = time.perf_counter() - started
     return counts
+
+
+def _make_partitions(cursor: Any, *, days: int) -> None:
+    """The daily partitions of the last ``days`` days, in each table (the migration made today's on)."""
+    for table in TABLES:
+        cursor.execute(
+            "SELECT partman.create_partition_time(%s, array(SELECT generate_series("
+            " date_trunc('day', now()) - %s * interval '1 day', date_trunc('day', now()), interval '1 day')),"
+            " p_analyze := false)",
+            [f"public.{table}", days],
+        )
 
 
 # Index builds run this many at a time, each on its own connection (one per core).
@@ -148,7 +185,7 @@ def _build_indexes(definitions: list[str]) -> None:
                     with lock:
                         if not pending:
                             return
-                        definition = pending.pop()
+                        definition = pending.pop().replace(" ON ONLY ", " ON ")  # every partition's too
                     cursor.execute(definition)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)

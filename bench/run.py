@@ -15,7 +15,8 @@ line, gunicorn from the ``web:`` line (emit over REST), and the floor's worker
 summary); the figures of a profiled run are slower than a clean one.
 
 Environment: BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_LATENCY_SECONDS (30),
-BENCH_WEBHOOK_TIMEOUT (10), BENCH_WORKERS (2), BENCH_HISTORY_EVENTS (100000: x10 webhooks).
+BENCH_WEBHOOK_TIMEOUT (10), BENCH_WORKERS (2), BENCH_HISTORY_EVENTS (1000000: x10 webhooks),
+BENCH_HISTORY_EXPIRED_EVENTS (100000: x10 webhooks, in one day past retention, for the drop).
 """
 
 # This module is the entry: arguments, the order of the scenarios, the summary. Each scenario

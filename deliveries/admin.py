@@ -326,7 +326,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
-        # History is removed by the retention purge (WEBHOOK_RETENTION_DAYS), not by hand.
+        # History is removed by retention (WEBHOOK_RETENTION_DAYS drops whole days), not by hand.
         return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:

@@ -1,6 +1,9 @@
 """The delivery app's start-up: it hands its fan-out to ``emit()`` (events.hooks)."""
 
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class DeliveriesConfig(AppConfig):
@@ -14,3 +17,12 @@ class DeliveriesConfig(AppConfig):
         from events.hooks import register_fan_out
 
         register_fan_out(event_fan_out_at_emit)
+        # Every migrate (the Procfile's release) makes the history's partitions ahead, as beat does.
+        post_migrate.connect(_premake_partitions, sender=self)
+
+
+def _premake_partitions(**kwargs: Any) -> None:
+    from deliveries.partitions import partitioned, partitions_premake
+
+    if partitioned():
+        partitions_premake()

@@ -310,6 +310,7 @@ def _outcome(sent: Sent) -> Outcome:
         status = Delivery.Status.FAILED if delay is None else Delivery.Status.RETRYING
     return Outcome(
         delivery_id=sent.claimed.id,
+        created_at=sent.claimed.created_at,
         number=number,
         requested_at=sent.requested_at,
         response_status=result.status,

@@ -48,7 +48,11 @@ class Delivery(models.Model):
     )
     # Indexed by the history indexes below (webhook first); no separate single-column index.
     webhook = models.ForeignKey("webhooks.Webhook", on_delete=models.CASCADE, related_name="deliveries", db_index=False)
-    event = models.ForeignKey("events.Event", on_delete=models.CASCADE, related_name="deliveries")
+    # No foreign key in PostgreSQL: between partitioned tables it would have to carry the
+    # partition key, and detaching a referenced partition checks every referencing row. The
+    # event and its deliveries are written by one statement (the fan-out), with the same
+    # created_at, and retention drops the same day of both (deliveries/partitions.py).
+    event = models.ForeignKey("events.Event", on_delete=models.CASCADE, related_name="deliveries", db_constraint=False)
     event_type = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
@@ -102,8 +106,12 @@ DUE_SQL = f"status IN ({_OPEN_SQL}) AND next_attempt_at <= now() AND (lease_unti
 
 
 class Attempt(models.Model):
-    # Indexed by attempt_unique_number (delivery first); no separate single-column index.
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log", db_index=False)
+    # Indexed by attempt_unique_number (delivery first); no separate single-column index. No
+    # foreign key in PostgreSQL (see Delivery.event): the record of an attempt reads its
+    # delivery in the statement that writes it (deliveries/leases.py).
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="attempt_log", db_index=False, db_constraint=False
+    )
     number = models.PositiveIntegerField()
     requested_at = models.DateTimeField()
     response_status = models.PositiveIntegerField(null=True, blank=True)
@@ -113,14 +121,26 @@ class Attempt(models.Model):
     # The receiver's body was not UTF-8 text (binary, NUL bytes); the undecodable bytes were
     # replaced with U+FFFD before storing.
     response_body_replaced = models.BooleanField(default=False, db_default=False)
+    # The partition key: the delivery's created_at, so a day's attempts live (and are dropped)
+    # with that day's deliveries, whenever they were made. Filled from the delivery on save.
+    delivery_created_at = models.DateTimeField()
 
     class Meta:
         ordering = ["delivery", "number"]
-        constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="attempt_unique_number")]
+        # One row per attempt number of a delivery: delivery_created_at is a function of the
+        # delivery, so adding it (as partitioning requires) allows no second row.
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "number", "delivery_created_at"], name="attempt_unique_number")
+        ]
         indexes = [models.Index(fields=["requested_at"], name="attempt_requested")]
 
     def __str__(self) -> str:
         return f"{self.delivery_id} #{self.number}"
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if self.delivery_created_at is None:
+            self.delivery_created_at = self.delivery.created_at
+        super().save(*args, **kwargs)
 
     @property
     def succeeded(self) -> bool:

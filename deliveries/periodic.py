@@ -4,9 +4,10 @@
   truth, and a delivery's ``next_attempt_at`` is committed before any message that announces
   it is sent, so re-waking every webhook with due, unleased deliveries means a lost message is
   never a lost delivery.
-* ``disable_failing_webhooks`` and ``purge_old_records`` (``deliveries.maintain``, hourly):
-  disable endpoints that only fail, purge what is past retention. Both work set-based in SQL,
-  with no per-webhook loop.
+* ``disable_failing_webhooks`` (``deliveries.maintain``, hourly): disable endpoints that only
+  fail, set-based in SQL, with no per-webhook loop. The history's daily partitions (made
+  ahead, dropped past retention) are ``deliveries/partitions.py``'s, hourly too
+  (``deliveries.partitions``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Min
 from django.utils import timezone
 
@@ -28,8 +29,6 @@ logger = logging.getLogger(__name__)
 
 # Rows the sweeper handles per run; the next run takes the rest.
 SWEEP_BATCH = 1000
-# Rows deleted per statement, so a purge never holds long locks or a huge transaction.
-PURGE_BATCH = 5000
 
 
 def sweep() -> int:
@@ -98,44 +97,3 @@ def disable_failing_webhooks() -> list[str]:
     if not failing:
         return []
     return webhooks_disable(webhook_ids=failing, reason=Webhook.DisabledReason.FAILING, unchanged_since=since)
-
-
-# Old events, oldest first, one organization at a time through the (organization,
-# created_at) index: no scan of the whole table to find what is past retention.
-_EXPIRED_EVENTS_SQL = """
-SELECT e.id FROM webhooks_organization o
-CROSS JOIN LATERAL (
-    SELECT id FROM events_event
-    WHERE organization_id = o.id AND created_at < %(cutoff)s
-    ORDER BY created_at
-    LIMIT %(limit)s
-) e
-LIMIT %(limit)s
-"""
-
-
-def purge_old_records() -> int:
-    """Delete events past WEBHOOK_RETENTION_DAYS with their deliveries and attempts.
-
-    In batches of PURGE_BATCH events, each batch its own short transaction (children first,
-    as the foreign keys require), so a purge never holds long locks.
-    """
-    cutoff = timezone.now() - timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
-    total = 0
-    while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_EXPIRED_EVENTS_SQL, {"cutoff": cutoff, "limit": PURGE_BATCH})
-            ids = [row[0] for row in cursor.fetchall()]
-            if not ids:
-                break
-            cursor.execute(
-                "DELETE FROM deliveries_attempt WHERE delivery_id IN"
-                " (SELECT id FROM deliveries_delivery WHERE event_id = ANY(%s))",
-                [ids],
-            )
-            cursor.execute("DELETE FROM deliveries_delivery WHERE event_id = ANY(%s)", [ids])
-            cursor.execute("DELETE FROM events_event WHERE id = ANY(%s)", [ids])
-        total += len(ids)
-    if total:
-        logger.info("purged %d events past retention (%d days)", total, settings.WEBHOOK_RETENTION_DAYS)
-    return total

@@ -118,7 +118,12 @@ def successful_attempts_sum() -> Coalesce:
     through the (delivery, number) index.
     """
     logged = Subquery(
-        Attempt.objects.filter(delivery=OuterRef("pk"), response_status__range=SUCCESS_STATUSES)
+        # With the partition key, only the delivery's day of attempts is searched.
+        Attempt.objects.filter(
+            delivery=OuterRef("pk"),
+            delivery_created_at=OuterRef("created_at"),
+            response_status__range=SUCCESS_STATUSES,
+        )
         .order_by()
         .annotate(n=Func(F("pk"), function="COUNT"))
         .values("n"),

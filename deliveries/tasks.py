@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from deliveries import periodic
+from deliveries import partitions, periodic
 from deliveries.dispatch import DRAIN_TASK, wake
 from deliveries.drain import webhook_drain
 
@@ -26,4 +26,10 @@ def sweep() -> None:
 @shared_task(name="deliveries.maintain")
 def maintain() -> None:
     periodic.disable_failing_webhooks()
-    periodic.purge_old_records()
+
+
+@shared_task(name="deliveries.partitions")
+def maintain_partitions() -> None:
+    # A task of its own, so nothing else failing keeps the days ahead from being made.
+    partitions.partitions_premake()
+    partitions.partitions_drop_expired()

@@ -61,7 +61,7 @@ class EventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
-        # Removed by the retention purge (WEBHOOK_RETENTION_DAYS), not by hand.
+        # Removed by retention (WEBHOOK_RETENTION_DAYS drops whole days), not by hand.
         return False
 
     @admin.display(description="payload (the exact bytes every delivery sends, indented here)")

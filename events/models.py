@@ -13,6 +13,13 @@ from webhooks_project.ids import new_id
 
 
 class Event(models.Model):
+    """An emitted event. The table is partitioned by day on ``created_at`` (see
+    ``deliveries/partitions.py``), so PostgreSQL's keys include it: the primary key is
+    (id, created_at) and an idempotency key cannot be a unique index. The trigger
+    ``event_idempotency_key_unique`` (migration deliveries 0007) keeps a key unique per
+    organization across partitions instead; ``emit()`` frees keys older than the window.
+    """
+
     id = models.CharField(primary_key=True, max_length=40, default=partial(new_id, "evt"), editable=False)
     # Indexed by event_org_created (organization first); no separate single-column index.
     organization = models.ForeignKey(
@@ -29,13 +36,12 @@ class Event(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="event_org_created"),
-        ]
-        constraints = [
-            models.UniqueConstraint(
+            # Unique per organization through the trigger (see the class docstring).
+            models.Index(
                 fields=["organization", "idempotency_key"],
                 condition=models.Q(idempotency_key__isnull=False),
-                name="event_unique_idempotency_key",
-            )
+                name="event_idempotency_key",
+            ),
         ]
 
     def __str__(self) -> str:

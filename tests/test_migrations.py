@@ -92,3 +92,107 @@ def test_upgrade_turns_stored_disable_sentences_into_reasons_and_back():
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+# The previous release: events, deliveries and attempts in plain tables.
+BEFORE_PARTITIONED_HISTORY = [
+    ("webhooks", "0003_disabled_reason_choices"),
+    ("events", "0002_event_fans_out_at_emit"),
+    ("deliveries", "0006_attempt_response_body_replaced"),
+]
+
+
+@pytest.mark.e2e
+def test_upgrade_partitions_the_history_with_nothing_lost_and_everything_still_delivered(
+    receiver, start_worker, history
+):
+    from datetime import timedelta
+
+    from conftest import api_client, wait_until
+
+    from webhooks import crypto
+
+    receiver.responses["/hook"] = 200
+    old = _migrate(BEFORE_PARTITIONED_HISTORY).loader.project_state(BEFORE_PARTITIONED_HISTORY).apps
+    try:
+        Organization, Webhook = old.get_model("webhooks.Organization"), old.get_model("webhooks.Webhook")
+        Event, Delivery = old.get_model("events.Event"), old.get_model("deliveries.Delivery")
+        Attempt = old.get_model("deliveries.Attempt")
+        org = Organization.objects.create(id="org_1", name="Acme")
+        webhook = Webhook.objects.create(
+            id="whk_1", organization=org, url=receiver.url("/hook"), events=["*"],
+            secret_encrypted=crypto.encrypt("whsec_upgrade"),
+        )  # fmt: skip
+        now = timezone.now()
+        rows = {  # event id: (age, delivery status, attempts made)
+            "evt_done": (timedelta(days=9), "succeeded", 1),
+            "evt_retrying": (timedelta(days=2), "retrying", 2),  # mid-retry: due now
+            "evt_pending": (timedelta(minutes=5), "pending", 0),
+        }
+        for event_id, (age, status, attempts) in rows.items():
+            event = Event.objects.create(
+                id=event_id,
+                organization=org,
+                type="test.ping",
+                payload=f'{{"id": "{event_id}"}}',
+                created_at=now - age,
+                idempotency_key=f"key-{event_id}",
+            )
+            delivery = Delivery.objects.create(
+                id=event_id.replace("evt", "dlv"), organization=org, webhook=webhook, event=event,
+                event_type="test.ping", status=status, attempts=attempts, created_at=event.created_at,
+                next_attempt_at=None if status == "succeeded" else now,
+                response_status=(200 if status == "succeeded" else 500) if attempts else None,
+            )  # fmt: skip
+            for number in range(1, attempts + 1):
+                Attempt.objects.create(
+                    delivery=delivery, number=number, requested_at=event.created_at + timedelta(seconds=number),
+                    response_status=200 if status == "succeeded" else 500,
+                )  # fmt: skip
+        attempt_ids = sorted(Attempt.objects.values_list("id", flat=True))
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+    from deliveries.models import Attempt as CurrentAttempt
+    from deliveries.models import Delivery as CurrentDelivery
+    from deliveries.partitions import HISTORY_TABLES, partitions_of
+    from events import services as events
+    from events.models import Event as CurrentEvent
+    from webhooks.models import Organization as CurrentOrganization
+    from webhooks.services import api_key_create
+
+    # Everything is there, each row in its own day's partition (none in the default one).
+    assert sorted(CurrentAttempt.objects.values_list("id", flat=True)) == attempt_ids
+    assert set(CurrentEvent.objects.values_list("id", flat=True)) == set(rows)
+    with connection.cursor() as cursor:
+        for table in HISTORY_TABLES:
+            cursor.execute(f"SELECT count(*) FROM {table}_default")
+            assert cursor.fetchone()[0] == 0, table
+            assert len(partitions_of(table)) >= 10, table  # 9 days back to the premade days ahead
+    for attempt in CurrentAttempt.objects.select_related("delivery"):
+        assert attempt.delivery_created_at == attempt.delivery.created_at
+
+    # A real worker (and beat's sweeper, which finds them) delivers what was due: the delivery
+    # mid-retry (its third attempt) and the pending one.
+    start_worker(beat=True)
+    wait_until(lambda: len(receiver.received("/hook")) >= 2, timeout=30, message="due deliveries not delivered")
+    retried = wait_until(lambda: CurrentDelivery.objects.filter(id="dlv_retrying", status="succeeded").first())
+    assert retried.attempts == 3
+    assert list(CurrentAttempt.objects.filter(delivery=retried).values_list("number", flat=True)) == [1, 2, 3]
+
+    # New events are stored and delivered; a key from before the upgrade still answers its event.
+    new = events.emit("org_1", "agent.online", {"agent_id": "agt_1"})
+    assert events.emit("org_1", "agent.online", {"agent_id": "agt_1"}, idempotency_key="key-evt_pending").id == (
+        "evt_pending"
+    )
+    wait_until(lambda: CurrentDelivery.objects.filter(event_id=new.id, status="succeeded").exists(), timeout=30)
+
+    # The history shows them all, old and new, with their attempts.
+    _, key = api_key_create(organization=CurrentOrganization.objects.get(id="org_1"))
+    client = api_client(key)
+    shown = {row["id"]: row for row in history(client, "whk_1")}
+    assert {"dlv_done", "dlv_retrying", "dlv_pending"} <= set(shown)
+    assert len(shown) == 4
+    assert shown["dlv_retrying"]["attempts"] == 3
+    assert shown["dlv_done"]["status"] == "succeeded"

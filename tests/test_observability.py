@@ -229,7 +229,11 @@ def attempted(webhook, *, status: str, http: int, duration_ms: int, age: timedel
     Delivery.objects.filter(id=delivery.id).update(
         status=status, attempts=1, response_status=http, created_at=at, last_attempt_at=at, next_attempt_at=None
     )
-    Attempt.objects.create(delivery=delivery, number=1, requested_at=at, response_status=http, duration_ms=duration_ms)
+    # The delivery moved to another day: its attempt goes with it (the partition key).
+    Attempt.objects.create(
+        delivery=delivery, delivery_created_at=at, number=1, requested_at=at, response_status=http,
+        duration_ms=duration_ms,
+    )  # fmt: skip
     return delivery
 
 

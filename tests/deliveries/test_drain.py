@@ -274,5 +274,8 @@ def test_database_ends_a_session_left_idle_in_a_transaction(db):
     with connection.cursor() as cursor:
         cursor.execute("SHOW idle_in_transaction_session_timeout")
         (shown,) = cursor.fetchone()
-    assert options == "-c idle_in_transaction_session_timeout=30000"
+        cursor.execute("SHOW jit")
+        (jit,) = cursor.fetchone()
+    assert options == "-c idle_in_transaction_session_timeout=30000 -c jit=off"
     assert shown == "30s"
+    assert jit == "off"  # see DATABASE_JIT

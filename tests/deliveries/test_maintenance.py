@@ -1,5 +1,6 @@
 """Endpoint health and retention: 410 Gone disables at once, endpoints that only fail for
-WEBHOOK_DISABLE_AFTER_DAYS are disabled by the hourly maintenance, and old records are purged."""
+WEBHOOK_DISABLE_AFTER_DAYS are disabled by the hourly maintenance, and old records are dropped
+(whole days: tests/deliveries/test_partitions.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from conftest import api_client, make_delivery, make_webhook
 from django.utils import timezone
 
 from deliveries import drain, periodic, services, tasks
-from deliveries.models import Attempt, Delivery
-from events.models import Event
 from webhooks import services as webhook_services
 from webhooks.models import Webhook
 
@@ -158,32 +157,10 @@ def test_webhooks_disable_leaves_alone_a_webhook_changed_after_it_was_found_fail
 
 
 @pytest.mark.django_db
-def test_purge_old_records_deletes_events_deliveries_and_attempts_past_retention(tenant, other_tenant, monkeypatch):
-    monkeypatch.setattr(periodic, "PURGE_BATCH", 2)  # several batches
-    webhook = make_webhook(tenant.organization, "https://example.com/a").webhook
-    other = make_webhook(other_tenant.organization, "https://example.com/b").webhook
-    old = [add_delivery(webhook, age=31 * DAY, status="failed", attempts=3) for _ in range(3)]
-    old += [add_delivery(other, age=40 * DAY, status="succeeded") for _ in range(2)]
-    kept = [add_delivery(webhook, age=29 * DAY, status="succeeded"), add_delivery(other, age=DAY, status="failed")]
-
-    purged = periodic.purge_old_records()
-
-    assert purged == 5
-    assert set(Delivery.objects.values_list("id", flat=True)) == {d.id for d in kept}
-    assert set(Event.objects.values_list("id", flat=True)) == {d.event_id for d in kept}
-    assert not Attempt.objects.filter(delivery_id__in=[d.id for d in old]).exists()
-    assert Attempt.objects.filter(delivery_id__in=[d.id for d in kept]).count() == 2
-    assert periodic.purge_old_records() == 0
-
-
-@pytest.mark.django_db
-def test_maintain_task_disables_and_purges_when_run(tenant, settings):
-    settings.WEBHOOK_RETENTION_DAYS = 3
+def test_maintain_task_disables_when_run(tenant):
     webhook = old_webhook(tenant.organization)
     add_delivery(webhook, age=6 * DAY, status="failed", attempts=6)
-    recent = add_delivery(webhook, age=DAY, status="failed", attempts=6)
 
     tasks.maintain()
 
     assert Webhook.objects.get(id=webhook.id).enabled is False
-    assert list(Delivery.objects.values_list("id", flat=True)) == [recent.id]

@@ -66,6 +66,7 @@ def test_drain_records_binary_answer_as_replaced_text_when_body_is_not_utf8(tena
 def _claimed(delivery: Delivery) -> leases.Claimed:
     return leases.Claimed(
         id=delivery.id,
+        created_at=delivery.created_at,
         event_id=delivery.event_id,
         event_type=delivery.event_type,
         attempts=delivery.attempts,
