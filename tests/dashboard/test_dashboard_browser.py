@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PASSWORD, ROOT, create_member, make_tenant, wait_until
-from playwright.sync_api import ConsoleMessage, Page, Response, expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, Request, Response, expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -54,9 +54,15 @@ def watch(page: Page, problems: list[str], expected_404: set[str]) -> None:
         if response.status >= 400 and response.url not in expected_404:
             problems.append(f"{response.status} for {response.url}")
 
+    def request_failed(request: Request) -> None:
+        # A request cut short because the test moved on to the next page (ERR_ABORTED) says
+        # nothing about this one; a refused one (ERR_BLOCKED_BY_CSP, a reset, ...) does.
+        if request.failure != "net::ERR_ABORTED":
+            problems.append(f"request failed: {request.url} {request.failure}")
+
     page.on("pageerror", lambda error: problems.append(f"pageerror on {page.url}: {error}"))
     page.on("console", console)
-    page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url} {request.failure}"))
+    page.on("requestfailed", request_failed)
     page.on("response", response)
 
 
