@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import kombu
 from celery import Celery
+from celery.app.amqp import AMQP
 from celery.signals import task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webhooks_project.settings")
 
-app = Celery("webhooks_project")
+
+class BrokerConnection(kombu.Connection):
+    """kombu's connection, which after losing the broker tries again at least every
+    CELERY_BROKER_RECONNECT_MAX_INTERVAL seconds, where kombu backs off to every 30 s (the
+    worker's consumer and beat call ``ensure_connection`` with its defaults). So the work of an
+    outage resumes within seconds of the broker coming back, however long it was down.
+    A caller that names its own intervals keeps them."""
+
+    def ensure_connection(self, *args: Any, **kwargs: Any) -> BrokerConnection:
+        if len(args) <= 2:  # (errback, max_retries): the intervals are left to their defaults
+            cap = float(app.conf.broker_reconnect_max_interval)
+            kwargs.setdefault("interval_start", 0)
+            kwargs.setdefault("interval_step", cap / 2)
+            kwargs.setdefault("interval_max", cap)
+        super().ensure_connection(*args, **kwargs)
+        return self
+
+
+class BrokerAMQP(AMQP):
+    Connection = BrokerConnection
+
+
+app = Celery("webhooks_project", amqp=BrokerAMQP)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

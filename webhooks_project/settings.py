@@ -224,6 +224,9 @@ CELERY_BROKER_URL = _env("CELERY_BROKER_URL", REDIS_URL)
 CELERY_VISIBILITY_TIMEOUT = _env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
 # Worker threads per worker process: each runs one endpoint's drain loop at a time.
 CELERY_WORKER_CONCURRENCY = _env_int("CELERY_WORKER_CONCURRENCY", 16)
+# A worker or beat that lost the broker tries again at least this often (seconds), however long
+# the outage (kombu's default backs off to every 30 s): work resumes soon after it is back.
+CELERY_BROKER_RECONNECT_MAX_INTERVAL = _env_float("CELERY_BROKER_RECONNECT_MAX_INTERVAL", 2.0)
 # Django's cache is Redis too, so DRF's per-key throttle counts across every web process. A
 # cache that does not answer within a second is treated as down (requests go on unthrottled).
 CACHES = {
