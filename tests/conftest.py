@@ -292,6 +292,11 @@ class Process:
         )
         return self
 
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the worker says it is ready (on a loaded machine starting one takes seconds,
+        which a test timing the pipeline must not count)."""
+        wait_until(lambda: b" ready." in self.log.read_bytes(), timeout=timeout, message=f"{self.log.name}: not ready")
+
     def kill(self) -> None:
         if self.popen and self.popen.poll() is None:
             os.killpg(self.popen.pid, signal.SIGKILL)

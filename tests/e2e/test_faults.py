@@ -112,7 +112,7 @@ def test_sweeper_recovers_lost_delivery_when_another_endpoint_has_a_backlog(drip
     # quiet endpoint's delivery is the oldest.
     lost = _lost_deliveries(quiet, 1) + _lost_deliveries(busy, 1100)
 
-    start_worker(beat=True, **FAST_LEASES)
+    start_worker(beat=True, **FAST_LEASES).wait_ready()
     (request,) = receiver.wait_for(1, timeout=10)
     assert request.headers["X-CyberCage-Delivery-ID"] == lost[0].id
 

@@ -100,8 +100,8 @@ def test_emits_while_rabbitmq_is_down_are_delivered_once_it_is_back(
 
     # RabbitMQ back: a worker and beat on it; the sweeper wakes what the outage missed.
     settings.CELERY_BROKER_URL = rabbitmq_url
-    back = time.monotonic()
-    start_worker(beat=True, CELERY_BROKER_URL=rabbitmq_url, WEBHOOK_SWEEP_INTERVAL=str(SWEEP_INTERVAL))
+    start_worker(beat=True, CELERY_BROKER_URL=rabbitmq_url, WEBHOOK_SWEEP_INTERVAL=str(SWEEP_INTERVAL)).wait_ready()
+    back = time.monotonic()  # as for a worker that was running through the outage
     wait_until(
         lambda: deliveries.filter(status="succeeded").count() == EVENTS,
         timeout=DELIVERED_WITHIN,
