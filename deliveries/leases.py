@@ -118,10 +118,10 @@ def _execute_prepared(cursor: Any, statement: str, sql: str, params: list[object
     if name not in prepared:
         cursor.execute(f"PREPARE {statement} AS {sql}")
         prepared.add(name)
-    cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-    # Each parameter cast to its declared type: psycopg2 sends a list of NULLs as text[].
+    # Each parameter cast to its declared type: psycopg2 sends a list of NULLs as text[]. The
+    # plan mode and the statement go as one query string: one round trip.
     placeholders = ", ".join(f"%s::{kind.strip()}" for kind in types.split(","))
-    cursor.execute(f"EXECUTE {name}({placeholders})", params)
+    cursor.execute(f"SET LOCAL plan_cache_mode = force_generic_plan; EXECUTE {name}({placeholders})", params)
 
 
 def claim(webhook_id: str, limit: int) -> list[Claimed]:
@@ -141,6 +141,18 @@ def claim(webhook_id: str, limit: int) -> list[Claimed]:
         )
         for r in rows
     ]
+
+
+_ANY_DUE_SQL = f"SELECT EXISTS (SELECT 1 FROM deliveries_delivery WHERE webhook_id = $1 AND {DUE_SQL})"
+_ANY_DUE_STATEMENT = "deliveries_any_due(text)"
+
+
+def any_due(webhook_id: str) -> bool:
+    """Whether any delivery of the webhook is due now: what a drain asks as it ends."""
+    # A transaction only for the plan mode's SET LOCAL; nothing is written.
+    with transaction.atomic(), connection.cursor() as cursor:
+        _execute_prepared(cursor, _ANY_DUE_STATEMENT, _ANY_DUE_SQL, [webhook_id])
+        return bool(cursor.fetchone()[0])
 
 
 def release(items: list[Claimed], *, delay: float) -> None:
@@ -250,7 +262,8 @@ def record(outcomes: list[Outcome], *, webhook_id: str) -> None:
 
 
 def _write_outcomes(outcomes: list[Outcome]) -> None:
-    columns = [list(column) for column in zip(*(outcome.as_params() for outcome in outcomes), strict=True)]
+    rows = [outcome.as_params() for outcome in outcomes]
+    columns: list[object] = [list(column) for column in zip(*rows, strict=True)]
     with bookkeeping() as cursor:
         _execute_prepared(cursor, _RECORD_STATEMENT, _RECORD_SQL, columns)
 
