@@ -135,7 +135,7 @@ def webhook_drain(*, webhook_id: str) -> DrainOutcome:
                 wake(parked, coalesce=False)
     if outcome.throttled:
         return outcome
-    if not outcome.again and Delivery.objects.due().filter(webhook_id=webhook_id).exists():
+    if not outcome.again and leases.any_due(webhook_id):
         return DrainOutcome(sent=outcome.sent, again=True, retry_in=outcome.retry_in)
     return outcome
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -97,27 +98,60 @@ ORDER BY c.next_attempt_at, c.id
 # The claim's parameters (webhook id, limit, lease seconds) as PREPARE declares them.
 _CLAIM_STATEMENT = "deliveries_claim(text, int, float8)"
 
+# How long a prepared statement's first plan is kept; each one after is kept twice as long
+# as the one before, up to WEBHOOK_PLAN_MAX_AGE.
+FIRST_PLAN_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    made_at: float  # time.monotonic()
+    lifetime: float
+
+
 # The statements each database connection has prepared, by its psycopg2 connection (held
 # weakly: a new connection prepares them again).
-_prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_prepared: weakref.WeakKeyDictionary[Any, dict[str, _Plan]] = weakref.WeakKeyDictionary()
+
+
+# In force while a prepared statement's plan is made (or remade, after a change to a table).
+_PLAN_SETTINGS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off;"
 
 
 def _execute_prepared(cursor: Any, statement: str, sql: str, params: list[object]) -> None:
     """Run ``sql`` as the connection's prepared ``statement`` (``name(types)``), with one
     generic plan made at its first use and reused after.
 
-    Why: what is due has no day to prune partitions by (a delivery retried by hand reopens at
-    any age), so planning the claim afresh means planning it over every daily partition:
-    11–13 ms at 40 partitions a table, where running it takes ~1 ms. A generic plan is pruned
-    at run time instead, where the day is known (the update, the event's payload).
+    Why: the pipeline's statements run for every batch a drain sends, and planning one over
+    every daily partition costs more than running it (the claim: 11–13 ms at 40 partitions a
+    table where running it takes ~1 ms; at the 6 of a fresh database, ~1.1 ms of planning
+    against 0.15–0.3 ms of running, claim and record alike). What is due has no day to prune
+    by (a delivery retried by hand reopens at any age), and a record's days are only known as
+    it runs; a generic plan is pruned at run time instead, where the day is known.
+
+    A plan kept for the life of a connection outlives the table sizes it was costed on: made
+    while a day's partition was empty (a fresh database, the first minutes of a day), it read
+    that partition whole, or a whole index of it, on every call as it filled, until an ANALYZE
+    replaced it. The bench's claims took 14.5 ms of PostgreSQL's CPU each that way (63 % of
+    its time). So the plan is made without sequential scans (these statements find a few rows
+    by an index at any size), and remade as it ages: after 1 s, then 2, 4, … up to
+    WEBHOOK_PLAN_MAX_AGE, so a young connection's plans soon see the tables as they are, and
+    an old one's replanning costs next to nothing.
     """
-    name = statement.split("(", 1)[0]
-    prepared = _prepared.setdefault(connection.connection, set())
-    if name not in prepared:
+    name, types = statement.rstrip(")").split("(", 1)
+    plans = _prepared.setdefault(connection.connection, {})
+    plan = plans.get(name)
+    now = time.monotonic()
+    if plan is None:
         cursor.execute(f"PREPARE {statement} AS {sql}")
-        prepared.add(name)
-    cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-    cursor.execute(f"EXECUTE {name}({', '.join(['%s'] * len(params))})", params)
+        plans[name] = _Plan(made_at=now, lifetime=FIRST_PLAN_SECONDS)
+    elif now - plan.made_at > plan.lifetime:
+        cursor.execute(f"DEALLOCATE {name}; PREPARE {statement} AS {sql}")
+        plans[name] = _Plan(made_at=now, lifetime=min(2 * plan.lifetime, settings.WEBHOOK_PLAN_MAX_AGE))
+    # Each parameter cast to its declared type: psycopg2 sends a list of NULLs as text[]. The
+    # plan's settings and the statement go as one query string: one round trip.
+    placeholders = ", ".join(f"%s::{kind.strip()}" for kind in types.split(","))
+    cursor.execute(f"{_PLAN_SETTINGS} EXECUTE {name}({placeholders})", params)
 
 
 def claim(webhook_id: str, limit: int) -> list[Claimed]:
@@ -137,6 +171,18 @@ def claim(webhook_id: str, limit: int) -> list[Claimed]:
         )
         for r in rows
     ]
+
+
+_ANY_DUE_SQL = f"SELECT EXISTS (SELECT 1 FROM deliveries_delivery WHERE webhook_id = $1 AND {DUE_SQL})"
+_ANY_DUE_STATEMENT = "deliveries_any_due(text)"
+
+
+def any_due(webhook_id: str) -> bool:
+    """Whether any delivery of the webhook is due now: what a drain asks as it ends."""
+    # A transaction only for the plan mode's SET LOCAL; nothing is written.
+    with transaction.atomic(), connection.cursor() as cursor:
+        _execute_prepared(cursor, _ANY_DUE_STATEMENT, _ANY_DUE_SQL, [webhook_id])
+        return bool(cursor.fetchone()[0])
 
 
 def release(items: list[Claimed], *, delay: float) -> None:
@@ -162,9 +208,10 @@ def _group_by_lease(items: list[Claimed]) -> dict[datetime, list[str]]:
 
 
 _RECORD_SQL = """
-WITH v (id, created_at, number, requested_at, response_status, duration_ms, error, response_body,
-        response_body_replaced, status, delay) AS (
-    VALUES {values}
+WITH v AS (
+    SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        AS v (id, created_at, number, requested_at, response_status, duration_ms, error, response_body,
+              response_body_replaced, status, delay)
 ), ins AS (
     -- The attempt is partitioned with its delivery (delivery_created_at), read from the row:
     -- an attempt only for a delivery that exists, in that delivery's day.
@@ -187,7 +234,12 @@ SET attempts = v.number,
 FROM v
 WHERE d.id = v.id AND d.created_at = v.created_at AND d.attempts = v.number - 1
 """
-_RECORD_ROW = "(%s, %s::timestamptz, %s::int, %s::timestamptz, %s::int, %s::int, %s, %s, %s::boolean, %s, %s::float8)"
+# The record's parameters, one array a column (any number of outcomes, one prepared statement),
+# in Outcome.as_params()'s order, as PREPARE declares them.
+_RECORD_STATEMENT = (
+    "deliveries_record(text[], timestamptz[], int[], timestamptz[], int[], int[], text[], text[], boolean[],"
+    " text[], float8[])"
+)
 # Anything that keeps one row from being written: a value PostgreSQL refuses (DataError,
 # IntegrityError) or that psycopg2 cannot send (ValueError).
 _UNRECORDABLE = (DatabaseError, ValueError)
@@ -240,9 +292,10 @@ def record(outcomes: list[Outcome], *, webhook_id: str) -> None:
 
 
 def _write_outcomes(outcomes: list[Outcome]) -> None:
-    sql = _RECORD_SQL.format(values=", ".join([_RECORD_ROW] * len(outcomes)))
+    rows = [outcome.as_params() for outcome in outcomes]
+    columns: list[object] = [list(column) for column in zip(*rows, strict=True)]
     with bookkeeping() as cursor:
-        cursor.execute(sql, [param for outcome in outcomes for param in outcome.as_params()])
+        _execute_prepared(cursor, _RECORD_STATEMENT, _RECORD_SQL, columns)
 
 
 def _record_one(outcome: Outcome) -> None:

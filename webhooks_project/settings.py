@@ -281,6 +281,10 @@ WEBHOOK_ORG_CONCURRENCY = _env_int("WEBHOOK_ORG_CONCURRENCY", 8)
 WEBHOOK_MAX_PER_ORGANIZATION = _env_int("WEBHOOK_MAX_PER_ORGANIZATION", 50)
 # Deliveries one drain step claims, sends over one keep-alive connection and records together.
 WEBHOOK_BATCH_SIZE = _env_int("WEBHOOK_BATCH_SIZE", 50)
+# A prepared pipeline statement's plan is remade when it is twice as old as at its last
+# making (from 1 s), at most this long after: plans made while a day's partition was still
+# small see it grown (deliveries/leases.py).
+WEBHOOK_PLAN_MAX_AGE = _env_float("WEBHOOK_PLAN_MAX_AGE", 120.0)
 # A drain task hands its thread back after this long so other endpoints get a turn.
 WEBHOOK_DRAIN_SECONDS = _env_float("WEBHOOK_DRAIN_SECONDS", 10.0)
 # Networks exempt from the refusal of non-public addresses (development and tests only).
