@@ -134,54 +134,51 @@ def _stem(name: str) -> str:
 def _emit_bodies(names: list[str]) -> dict[str, dict]:
     """``Emit`` as one body per event type (``event`` the discriminator), and each type's data
     schema as a component of its own (``ThreatDetectedData``)."""
-    components: dict[str, dict] = {}
-    mapping: dict[str, str] = {}
-    for name in names:
-        stem = _stem(name)
-        components[f"{stem}Data"] = data_schema(name)
-        components[f"Emit{stem}"] = {
-            "type": "object",
-            "properties": {
-                "event": {"type": "string", "enum": [name]},
-                "data": {"$ref": f"#/components/schemas/{stem}Data"},
-            },
-            "required": ["event", "data"],
-            "additionalProperties": False,
-        }
-        mapping[name] = f"#/components/schemas/Emit{stem}"
-    components["Emit"] = {
-        "description": "An event: its type, and data matching that type's schema.",
-        "oneOf": [{"$ref": ref} for ref in mapping.values()],
-        "discriminator": {"propertyName": "event", "mapping": mapping},
-    }
+    components = {f"{_stem(name)}Data": data_schema(name) for name in names}
+    components |= _one_body_per_type(
+        names, "Emit", "An event: its type, and data matching that type's schema.", extra_properties={}
+    )
     return components
 
 
 def _batch_items(names: list[str]) -> dict[str, dict]:
-    """``EmitBatchItem``: an ``Emit`` body of any type and, optionally, its idempotency key."""
+    """``EmitBatchItem``: an ``Emit`` body of any type and, optionally, its idempotency key
+    (the types' data components are ``_emit_bodies``')."""
+    idempotency_key = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "description": "A repeat within WEBHOOK_IDEMPOTENCY_WINDOW (or earlier in the batch)"
+        " answers the original event's id and stores nothing new.",
+    }
+    return _one_body_per_type(
+        names,
+        "EmitBatchItem",
+        "One event of a batch: its type, data matching that type's schema, and an optional key.",
+        extra_properties={"idempotency_key": idempotency_key},
+    )
+
+
+def _one_body_per_type(names: list[str], component: str, description: str, *, extra_properties: dict) -> dict:
+    """``component`` as one of a body per event type (``{component}ThreatDetected``: ``event``
+    that type, ``data`` its data component, and ``extra_properties``), ``event`` the discriminator."""
     components: dict[str, dict] = {}
     mapping: dict[str, str] = {}
     for name in names:
         stem = _stem(name)
-        components[f"EmitBatchItem{stem}"] = {
+        components[f"{component}{stem}"] = {
             "type": "object",
             "properties": {
                 "event": {"type": "string", "enum": [name]},
                 "data": {"$ref": f"#/components/schemas/{stem}Data"},
-                "idempotency_key": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": 255,
-                    "description": "A repeat within WEBHOOK_IDEMPOTENCY_WINDOW (or earlier in the batch)"
-                    " answers the original event's id and stores nothing new.",
-                },
+                **extra_properties,
             },
             "required": ["event", "data"],
             "additionalProperties": False,
         }
-        mapping[name] = f"#/components/schemas/EmitBatchItem{stem}"
-    components["EmitBatchItem"] = {
-        "description": "One event of a batch: its type, data matching that type's schema, and an optional key.",
+        mapping[name] = f"#/components/schemas/{component}{stem}"
+    components[component] = {
+        "description": description,
         "oneOf": [{"$ref": ref} for ref in mapping.values()],
         "discriminator": {"propertyName": "event", "mapping": mapping},
     }
