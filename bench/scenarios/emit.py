@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import harness
@@ -57,14 +58,7 @@ def run(state: State) -> None:
     org, _ = make_org("bench-emit", ["http://127.0.0.1:9/emit"])
     for _ in range(WARM_UP_EMITS):
         emit(org, "threat.detected", DATA)
-    started = time.perf_counter()
-    cpu_started = time.process_time()
-    count = 0
-    while count < EMIT_COUNT and time.perf_counter() - started < EMIT_SECONDS:
-        emit(org, "threat.detected", DATA)
-        count += 1
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
+    count, elapsed, cpu = _timed(lambda: emit(org, "threat.detected", DATA), 1, EMIT_COUNT)
     rate = count / elapsed
     out(
         f"emit() in process: {count:,} emits in {elapsed:.2f} s = {rate:,.0f} events/s"
@@ -87,13 +81,7 @@ def run(state: State) -> None:
     batch = [{"event": "threat.detected", "data": DATA}] * BATCH_EVENTS
     for _ in range(WARM_UP_BATCHES):
         emit_many(org, batch)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    count = 0
-    while count < BATCH_TOTAL and time.perf_counter() - started < EMIT_SECONDS:
-        emit_many(org, batch)
-        count += BATCH_EVENTS
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
+    count, elapsed, cpu = _timed(lambda: emit_many(org, batch), BATCH_EVENTS, BATCH_TOTAL)
     rate = count / elapsed
     out(
         f"emit_many() in process, {BATCH_EVENTS} events per call: {count:,} events in {elapsed:.2f} s"
@@ -248,3 +236,13 @@ def rest_load(url: str, body: bytes, key: str) -> tuple[float, int, str]:
     for thread in threads:
         thread.join()
     return done[0] / (time.monotonic() - started), done[1], "Python requests threads"
+
+
+def _timed(call: Callable[[], object], events_per_call: int, total: int) -> tuple[int, float, float]:
+    """Call ``call`` until ``total`` events or EMIT_SECONDS: (events, wall seconds, CPU seconds)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    count = 0
+    while count < total and time.perf_counter() - started < EMIT_SECONDS:
+        call()
+        count += events_per_call
+    return count, time.perf_counter() - started, time.process_time() - cpu_started
