@@ -73,7 +73,8 @@ CROSS JOIN LATERAL (
 
 _ATTEMPTS_SQL = """
 INSERT INTO deliveries_attempt
-    (number, requested_at, response_status, duration_ms, error, response_body, delivery_id, delivery_created_at)
+    (number, requested_at, response_status, duration_ms, error, response_body, delivery_id, delivery_created_at,
+     webhook_id)
 SELECT n,
        d.created_at + n * interval '1 minute',
        d.response_status,
@@ -81,7 +82,8 @@ SELECT n,
        CASE WHEN d.status = 'succeeded' THEN '' ELSE 'HTTP 500' END,
        CASE WHEN d.status = 'succeeded' THEN 'ok' ELSE 'Internal Server Error' END,
        d.id,
-       d.created_at
+       d.created_at,
+       d.webhook_id
 FROM deliveries_delivery d
 CROSS JOIN LATERAL generate_series(1, d.attempts) AS n
 WHERE d.organization_id = %(org)s

@@ -213,13 +213,13 @@ WITH v AS (
         AS v (id, created_at, number, requested_at, response_status, duration_ms, error, response_body,
               response_body_replaced, status, delay)
 ), ins AS (
-    -- The attempt is partitioned with its delivery (delivery_created_at), read from the row:
-    -- an attempt only for a delivery that exists, in that delivery's day.
+    -- The attempt is partitioned with its delivery (delivery_created_at), read from the row with
+    -- its webhook: an attempt only for a delivery that exists, in that delivery's day.
     INSERT INTO deliveries_attempt
         (delivery_id, number, requested_at, response_status, duration_ms, error, response_body, response_body_replaced,
-         delivery_created_at)
+         delivery_created_at, webhook_id)
     SELECT v.id, v.number, v.requested_at, v.response_status, v.duration_ms, v.error, v.response_body,
-           v.response_body_replaced, d.created_at
+           v.response_body_replaced, d.created_at, d.webhook_id
     FROM v JOIN deliveries_delivery d ON d.id = v.id AND d.created_at = v.created_at
     ON CONFLICT (delivery_id, number, delivery_created_at) DO NOTHING
 )

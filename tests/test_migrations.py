@@ -196,3 +196,53 @@ def test_upgrade_partitions_the_history_with_nothing_lost_and_everything_still_d
     assert len(shown) == 4
     assert shown["dlv_retrying"]["attempts"] == 3
     assert shown["dlv_done"]["status"] == "succeeded"
+
+
+# The previous release: attempts without their webhook; the stats probed them delivery by delivery.
+BEFORE_ATTEMPT_WEBHOOK = [
+    ("webhooks", "0004_webhook_filter"),
+    ("events", "0003_idempotency_key_index"),
+    ("deliveries", "0008_attempt_index_covers_stats"),
+]
+
+
+def test_upgrade_gives_every_attempt_its_webhook_and_the_stats_still_count_them():
+    from datetime import timedelta
+
+    old = _migrate(BEFORE_ATTEMPT_WEBHOOK).loader.project_state(BEFORE_ATTEMPT_WEBHOOK).apps
+    try:
+        Organization, Webhook = old.get_model("webhooks.Organization"), old.get_model("webhooks.Webhook")
+        Event, Delivery = old.get_model("events.Event"), old.get_model("deliveries.Delivery")
+        Attempt = old.get_model("deliveries.Attempt")
+        org = Organization.objects.create(id="org_1", name="Acme")
+        now = timezone.now()
+        for name, durations in {"whk_a": [100, 300], "whk_b": [40]}.items():
+            webhook = Webhook.objects.create(id=name, organization=org, url="https://a.example/", events=["*"])
+            event = Event.objects.create(
+                id=f"evt_{name}", organization=org, type="test.ping", payload="{}", created_at=now - timedelta(hours=1)
+            )
+            delivery = Delivery.objects.create(
+                id=f"dlv_{name}", organization=org, webhook=webhook, event=event, event_type="test.ping",
+                status="succeeded", attempts=len(durations), created_at=event.created_at,
+            )  # fmt: skip
+            for number, duration in enumerate(durations, start=1):
+                Attempt.objects.create(
+                    delivery=delivery, number=number, requested_at=now, response_status=200,
+                    duration_ms=duration, delivery_created_at=delivery.created_at,
+                )  # fmt: skip
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+    from deliveries.models import Attempt as CurrentAttempt
+    from deliveries.selectors import webhook_stats
+    from webhooks.models import Webhook as CurrentWebhook
+
+    assert sorted(CurrentAttempt.objects.values_list("delivery_id", "webhook_id")) == [
+        ("dlv_whk_a", "whk_a"),
+        ("dlv_whk_a", "whk_a"),
+        ("dlv_whk_b", "whk_b"),
+    ]
+    stats = webhook_stats(CurrentWebhook.objects.get(id="whk_a"), window=timedelta(days=1))
+    assert (stats.latency_p50_ms, stats.latency_p95_ms) == (200.0, 290.0)
+    assert stats.rates.attempts == 2
