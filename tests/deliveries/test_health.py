@@ -90,3 +90,24 @@ def test_webhooks_health_reads_two_queries_when_given_one_or_many_webhooks(tenan
 def test_webhooks_health_reads_nothing_when_given_no_webhooks(django_assert_num_queries):
     with django_assert_num_queries(0):
         assert webhooks_health([], window=DAY) == {}
+
+
+def test_stats_latency_is_over_every_attempt_of_the_windows_deliveries_of_that_webhook_only(tenant):
+    mine, other = (make_webhook(tenant.organization, f"https://example.com/{n}").webhook for n in range(2))
+    now = timezone.now()
+    # Attempts take 40 ms x their number (make_delivery): 40 | 40, 80, 120 | none.
+    make_delivery(mine, status="succeeded", attempt_log=OK, created_at=now - timedelta(hours=2))
+    make_delivery(mine, status="succeeded", attempt_log=[*BOOM, *BOOM, *OK], created_at=now - timedelta(hours=1))
+    make_delivery(mine, status="pending", created_at=now)
+    # Not counted: another webhook's attempts, and a delivery created before the window (its
+    # attempts were made later, but rates and latency describe the window's deliveries).
+    make_delivery(other, status="succeeded", attempt_log=BOOM * 5 + OK, created_at=now - timedelta(hours=1))
+    make_delivery(mine, status="failed", attempt_log=BOOM * 5, created_at=now - timedelta(days=2))
+
+    stats = webhook_stats(mine, window=DAY)
+
+    assert stats.rates == Rates(attempts=4, succeeded=2)
+    # 40, 40, 80, 120: the median between 40 and 80, the 95th percentile near the slowest.
+    assert (stats.latency_p50_ms, stats.latency_p95_ms) == (60.0, 114.0)
+    assert webhook_stats(other, window=DAY).latency_p95_ms == 230.0
+    assert webhook_stats(mine, window=timedelta(minutes=30)).latency_p50_ms is None
