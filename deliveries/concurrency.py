@@ -87,9 +87,15 @@ return 1
 _RELEASE_LUA = (
     _LUA_PRELUDE
     + """
--- ARGV: token. Returns the parked webhook to wake, if any.
+-- KEYS[4]: the webhook's wake-pending flag. ARGV: token, ms to hold the flag (0: clear it).
+-- Returns the parked webhook to wake, if any.
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[2])
+else
+  redis.call('DEL', KEYS[4])
+end
 local parked = redis.call('ZPOPMIN', KEYS[3])
 return parked[1]
 """
@@ -161,14 +167,19 @@ def acquire_slots(
     return Slots(endpoint_busy=taken == 0, parked=taken == -1)
 
 
-def release_slots(client: redis.Redis, *, webhook_id: str, org_id: str, token: str) -> str | None:
-    """Give both slots back; returns the organization's longest-parked webhook, to be woken.
+def release_slots(
+    client: redis.Redis, *, webhook_id: str, org_id: str, token: str, hold_wake_seconds: float | None = None
+) -> str | None:
+    """Give both slots back and clear the webhook's wake-pending flag (or, with
+    ``hold_wake_seconds``, keep it set that long: a wake is already due then), in one step;
+    returns the organization's longest-parked webhook, to be woken.
 
     Releasing an expired or unknown token is a quiet no-op (but still hands a parked webhook
     over: the organization may have room).
     """
+    hold_ms = 0 if hold_wake_seconds is None else _to_ms(hold_wake_seconds, "hold_wake_seconds")
     _, release = _registered(client)
-    parked = release(keys=_keys(webhook_id, org_id), args=[token], client=client)
+    parked = release(keys=[*_keys(webhook_id, org_id), _wake_key(webhook_id)], args=[token, hold_ms], client=client)
     return parked.decode() if isinstance(parked, bytes) else parked
 
 
@@ -190,14 +201,5 @@ def mark_wakes_pending(client: redis.Redis, webhook_ids: list[str], ttl_seconds:
     return [bool(reply) for reply in pipe.execute()]
 
 
-def clear_wake_pending(client: redis.Redis, webhook_id: str) -> None:
-    client.delete(_wake_key(webhook_id))
-
-
 def clear_wakes_pending(client: redis.Redis, webhook_ids: list[str]) -> None:
     client.delete(*[_wake_key(webhook_id) for webhook_id in webhook_ids])
-
-
-def hold_wake_pending(client: redis.Redis, webhook_id: str, seconds: float) -> None:
-    """Keep the flag set for ``seconds`` (a wake is already due then), whoever set it."""
-    client.set(_wake_key(webhook_id), b"1", px=_to_ms(seconds, "seconds"))

@@ -7,8 +7,9 @@ recorded with a compare-and-set on the attempt number, in one set-based statemen
 so a duplicate send logs its attempt once and never rewinds the delivery. A worker that dies
 holding a lease only delays its deliveries until the lease expires.
 
-All of it runs in ``bookkeeping()`` transactions: the pipeline's own writes, committed
-without waiting for fsync (see there why that is safe).
+All of it is written as bookkeeping (``BOOKKEEPING_SQL``): the pipeline's own writes,
+committed without waiting for fsync (see there why that is safe), each statement one query
+string and so one round trip.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -45,18 +45,17 @@ def lease_seconds() -> float:
     return 2 * settings.WEBHOOK_TIMEOUT + LEASE_MARGIN_SECONDS
 
 
-@contextlib.contextmanager
-def bookkeeping() -> Iterator[Any]:
-    """A transaction for the delivery pipeline's own writes, committed without waiting for fsync.
-
-    Safe because losing such a commit in a PostgreSQL crash never loses a delivery: a lost
-    claim or release only frees a lease early, and a lost outcome means the attempt is made
-    again — at least once, with the same delivery id. The event and its deliveries (emit) are
-    committed durably. This saves a WAL flush on every step of every delivery.
-    """
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        yield cursor
+# Put before a pipeline statement, in the same query string: its commit does not wait for
+# fsync. Safe because losing such a commit in a PostgreSQL crash never loses a delivery: a lost
+# claim or release only frees a lease early, and a lost outcome means the attempt is made
+# again — at least once, with the same delivery id. The event and its deliveries (emit) are
+# committed durably. This saves a WAL flush on every step of every delivery.
+#
+# Outside a transaction (a worker's drain), several statements sent as one query string run
+# as one transaction of their own, committed when the last is done, and SET LOCAL holds until
+# then: one round trip, where BEGIN, SET, the statement and COMMIT sent apart took three.
+# Inside one (a test's), SET LOCAL holds to its end, as the transaction it is part of.
+BOOKKEEPING_SQL = "SET LOCAL synchronous_commit TO OFF;"
 
 
 # --- Claim and release -------------------------------------------------------------------
@@ -149,14 +148,15 @@ def _execute_prepared(cursor: Any, statement: str, sql: str, params: list[object
         cursor.execute(f"DEALLOCATE {name}; PREPARE {statement} AS {sql}")
         plans[name] = _Plan(made_at=now, lifetime=min(2 * plan.lifetime, settings.WEBHOOK_PLAN_MAX_AGE))
     # Each parameter cast to its declared type: psycopg2 sends a list of NULLs as text[]. The
-    # plan's settings and the statement go as one query string: one round trip.
+    # commit's and the plan's settings and the statement go as one query string: one round
+    # trip, one transaction (BOOKKEEPING_SQL).
     placeholders = ", ".join(f"%s::{kind.strip()}" for kind in types.split(","))
-    cursor.execute(f"{_PLAN_SETTINGS} EXECUTE {name}({placeholders})", params)
+    cursor.execute(f"{BOOKKEEPING_SQL} {_PLAN_SETTINGS} EXECUTE {name}({placeholders})", params)
 
 
 def claim(webhook_id: str, limit: int) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries of one webhook; nobody else attempts them meanwhile."""
-    with bookkeeping() as cursor:
+    with connection.cursor() as cursor:
         _execute_prepared(cursor, _CLAIM_STATEMENT, _CLAIM_SQL, [webhook_id, limit, lease_seconds()])
         rows = cursor.fetchall()
     return [
@@ -179,22 +179,28 @@ _ANY_DUE_STATEMENT = "deliveries_any_due(text)"
 
 def any_due(webhook_id: str) -> bool:
     """Whether any delivery of the webhook is due now: what a drain asks as it ends."""
-    # A transaction only for the plan mode's SET LOCAL; nothing is written.
-    with transaction.atomic(), connection.cursor() as cursor:
+    # Nothing is written: BOOKKEEPING_SQL is there only because every prepared statement has it.
+    with connection.cursor() as cursor:
         _execute_prepared(cursor, _ANY_DUE_STATEMENT, _ANY_DUE_SQL, [webhook_id])
         return bool(cursor.fetchone()[0])
 
 
 def release(items: list[Claimed], *, delay: float) -> None:
     """Give claimed deliveries back unattempted, due again after ``delay`` seconds."""
-    with bookkeeping() as cursor:
-        for lease_until, ids in _group_by_lease(items).items():
-            cursor.execute(
-                "UPDATE deliveries_delivery SET lease_until = NULL,"
-                " next_attempt_at = GREATEST(next_attempt_at, now() + %s * interval '1 second')"
-                " WHERE id = ANY(%s) AND lease_until = %s",
-                [delay, ids, lease_until],
-            )
+    groups = _group_by_lease(items)
+    with connection.cursor() as cursor:
+        # One UPDATE a lease, all in one query string (one round trip, one transaction).
+        cursor.execute(
+            BOOKKEEPING_SQL + _RELEASE_SQL * len(groups),
+            [value for lease_until, ids in groups.items() for value in (delay, ids, lease_until)],
+        )
+
+
+_RELEASE_SQL = (
+    "UPDATE deliveries_delivery SET lease_until = NULL,"
+    " next_attempt_at = GREATEST(next_attempt_at, now() + %s * interval '1 second')"
+    " WHERE id = ANY(%s) AND lease_until = %s;"
+)
 
 
 def _group_by_lease(items: list[Claimed]) -> dict[datetime, list[str]]:
@@ -294,7 +300,10 @@ def record(outcomes: list[Outcome], *, webhook_id: str) -> None:
 def _write_outcomes(outcomes: list[Outcome]) -> None:
     rows = [outcome.as_params() for outcome in outcomes]
     columns: list[object] = [list(column) for column in zip(*rows, strict=True)]
-    with bookkeeping() as cursor:
+    # Inside a caller's transaction, a savepoint keeps a refused row from aborting it (``record``
+    # then writes row by row); outside one, the statement is a transaction of its own.
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with savepoint, connection.cursor() as cursor:
         _execute_prepared(cursor, _RECORD_STATEMENT, _RECORD_SQL, columns)
 
 

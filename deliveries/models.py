@@ -161,8 +161,8 @@ class Attempt(models.Model):
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         if self.delivery_created_at is None:
             self.delivery_created_at = self.delivery.created_at
-        if self.webhook_id is None:
-            self.webhook_id = self.delivery.webhook_id
+        if self._state.adding:
+            self.webhook = self.delivery.webhook  # an attempt's webhook is its delivery's
         super().save(*args, **kwargs)
 
     @property

@@ -12,7 +12,6 @@ import redis
 from deliveries.concurrency import (
     Slots,
     acquire_slots,
-    clear_wake_pending,
     mark_wake_pending,
     mark_wakes_pending,
     release_slots,
@@ -153,12 +152,24 @@ def test_mark_wake_pending_is_true_only_once_when_set(client: redis.Redis) -> No
     assert 0 < client.pttl("whk:wake:wh-1") <= LONG_LEASE_S * 1000
 
 
-def test_mark_wake_pending_sets_again_when_cleared(client: redis.Redis) -> None:
+def test_mark_wake_pending_sets_again_when_the_drain_releases_its_slots(client: redis.Redis) -> None:
+    held = take(client)
     assert mark_wake_pending(client, "wh-1", LONG_LEASE_S) is True
 
-    clear_wake_pending(client, "wh-1")
+    release_slots(client, webhook_id="wh-1", org_id="org-1", token=held.token)
 
     assert mark_wake_pending(client, "wh-1", LONG_LEASE_S) is True
+
+
+def test_release_slots_holds_the_wake_flag_when_asked_to(client: redis.Redis) -> None:
+    held = take(client)
+    assert mark_wake_pending(client, "wh-1", SHORT_LEASE_S) is True
+
+    release_slots(client, webhook_id="wh-1", org_id="org-1", token=held.token, hold_wake_seconds=LONG_LEASE_S)
+
+    assert mark_wake_pending(client, "wh-1", LONG_LEASE_S) is False
+    assert SHORT_LEASE_S * 1000 < client.pttl("whk:wake:wh-1") <= LONG_LEASE_S * 1000
+    assert client.zcard("whk:slot:wh-1") == 0
 
 
 def test_mark_wake_pending_sets_again_when_ttl_lapses(client: redis.Redis) -> None:

@@ -205,6 +205,42 @@ def test_claim_size_fits_what_one_drain_sends_in_a_second_when_receiver_speed_is
     assert drain._claim_size(5.0) == 1
 
 
+def _counting(monkeypatch, module, name: str) -> list:
+    """Record the results of every call of ``module.name`` (still called)."""
+    results: list = []
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        results.append(original(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(module, name, counted)
+    return results
+
+
+def test_drain_of_a_receiver_already_timed_claims_everything_due_at_once_with_one_grant(
+    tenant, receiver, redis_client, monkeypatch
+):
+    webhook = make_webhook(tenant.organization, receiver.url()).webhook
+    emit(tenant.organization, "test.ping", {"message": "first"})
+    drain.webhook_drain(webhook_id=webhook.id)  # this process has now timed the receiver,
+    assert drain._send_times.get(webhook.id) is not None
+    drain._send_times.remember(webhook.id, 0.001)  # as a fast one (a loaded test machine may not be)
+    for n in range(5):
+        emit(tenant.organization, "test.ping", {"message": f"then {n}"})
+    claims = _counting(monkeypatch, drain.leases, "claim")
+    grants = _counting(monkeypatch, drain.ratelimit, "acquire")
+
+    outcome = drain.webhook_drain(webhook_id=webhook.id)
+
+    # One claim of all five: not one, then the rest, then one that finds nothing.
+    assert [len(claimed) for claimed in claims] == [5]
+    # The first grant covers all five (more follow only if the sends outlast the grant's 25 ms).
+    assert grants[0].granted == 5
+    assert outcome.sent == 5
+    assert len(receiver.received()) == 6
+
+
 def test_secrets_absent_from_database_dump_when_stored(tenant, receiver):
     chosen = "a-very-recognizable-secret-4711"
     created = make_webhook(tenant.organization, receiver.url(), secret=chosen)

@@ -45,3 +45,25 @@ def test_claim_plan_is_remade_twice_as_late_each_time(tenant, monkeypatch, setti
     assert lifetimes == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
     assert _prepared_statements() == ["deliveries_any_due"]
     assert [c.id for c in leases.claim(webhook.id, 10)] == list(Delivery.objects.values_list("id", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_and_record_are_one_round_trip_each_outside_a_transaction(tenant):
+    from django.test.utils import CaptureQueriesContext
+
+    webhook = make_webhook(tenant.organization, "https://93.184.216.34/hook").webhook
+    make_delivery(webhook, status=Delivery.Status.PENDING, next_attempt_at=timezone.now() - timedelta(seconds=1))
+    leases.any_due(webhook.id)  # the connection exists; the claim below prepares its statement first
+
+    with CaptureQueriesContext(connection) as first:
+        (claimed,) = leases.claim(webhook.id, 10)
+    with CaptureQueriesContext(connection) as again:
+        assert leases.claim(webhook.id, 10) == []
+
+    # Preparing is one more the first time; after that the commit's setting, the plan's and the
+    # statement are one query string, run as one transaction: no BEGIN, SET, COMMIT apart.
+    assert len(first.captured_queries) == 2
+    assert len(again.captured_queries) == 1
+    assert again.captured_queries[0]["sql"].startswith(leases.BOOKKEEPING_SQL)
+    assert connection.connection.autocommit  # psycopg2 sent no BEGIN of its own
+    assert Delivery.objects.get(id=claimed.id).lease_until == claimed.lease_until
