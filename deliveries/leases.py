@@ -14,7 +14,6 @@ string and so one round trip.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import weakref
@@ -23,10 +22,11 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 
 from deliveries.http import storable_text
 from deliveries.models import DUE_SQL
+from webhooks_project.db import savepoint_if_in_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +185,14 @@ def any_due(webhook_id: str) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+# Gives one lease's deliveries back (parameters: delay, ids, lease_until).
+_RELEASE_SQL = (
+    "UPDATE deliveries_delivery SET lease_until = NULL,"
+    " next_attempt_at = GREATEST(next_attempt_at, now() + %s * interval '1 second')"
+    " WHERE id = ANY(%s) AND lease_until = %s;"
+)
+
+
 def release(items: list[Claimed], *, delay: float) -> None:
     """Give claimed deliveries back unattempted, due again after ``delay`` seconds."""
     groups = _group_by_lease(items)
@@ -194,13 +202,6 @@ def release(items: list[Claimed], *, delay: float) -> None:
             BOOKKEEPING_SQL + _RELEASE_SQL * len(groups),
             [value for lease_until, ids in groups.items() for value in (delay, ids, lease_until)],
         )
-
-
-_RELEASE_SQL = (
-    "UPDATE deliveries_delivery SET lease_until = NULL,"
-    " next_attempt_at = GREATEST(next_attempt_at, now() + %s * interval '1 second')"
-    " WHERE id = ANY(%s) AND lease_until = %s;"
-)
 
 
 def _group_by_lease(items: list[Claimed]) -> dict[datetime, list[str]]:
@@ -300,10 +301,8 @@ def record(outcomes: list[Outcome], *, webhook_id: str) -> None:
 def _write_outcomes(outcomes: list[Outcome]) -> None:
     rows = [outcome.as_params() for outcome in outcomes]
     columns: list[object] = [list(column) for column in zip(*rows, strict=True)]
-    # Inside a caller's transaction, a savepoint keeps a refused row from aborting it (``record``
-    # then writes row by row); outside one, the statement is a transaction of its own.
-    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with savepoint, connection.cursor() as cursor:
+    # A refused row must not abort a caller's transaction: ``record`` then writes row by row.
+    with savepoint_if_in_transaction(), connection.cursor() as cursor:
         _execute_prepared(cursor, _RECORD_STATEMENT, _RECORD_SQL, columns)
 
 

@@ -11,13 +11,12 @@ deliveries is the delivery app's part, registered in ``events.hooks``.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
 from events import catalogue, schemas
@@ -25,6 +24,7 @@ from events.encoding import check_json_value, iso_timestamp, js_dumps
 from events.hooks import EventStatement, registered_fan_out
 from events.models import Event
 from webhooks.models import Organization
+from webhooks_project.db import savepoint_if_in_transaction
 from webhooks_project.ids import new_id
 
 # The events' own SQL, handed to the registered fan-out (events.hooks), which runs it with the
@@ -41,7 +41,8 @@ _FREE_OLD_KEYS_SQL = (
 )
 # What one item of a batch may hold.
 _ITEM_FIELDS = ("event", "data", "idempotency_key")
-_MAX_IDEMPOTENCY_KEY = 255
+# The column's length: the one place the limit is written.
+_MAX_IDEMPOTENCY_KEY = Event._meta.get_field("idempotency_key").max_length
 
 
 class EmitError(ValueError):
@@ -248,9 +249,8 @@ def _store(org_id: str, events: list[Event]) -> None:
         window = timedelta(seconds=settings.WEBHOOK_IDEMPOTENCY_WINDOW)
         sql = f"{_FREE_OLD_KEYS_SQL};\n{sql}"
         params = [org_id, keys, events[0].created_at - window, *params]
-    # In autocommit mode the fan-out's one query string is its own implicit transaction;
-    # inside the caller's transaction, a savepoint keeps a refused batch from breaking it.
-    with contextlib.nullcontext() if transaction.get_autocommit() else transaction.atomic():
+    # The fan-out's one query string is its own transaction, or a savepoint in the caller's.
+    with savepoint_if_in_transaction():
         registered_fan_out()(events=events, store_events=EventStatement(sql, params))
 
 
