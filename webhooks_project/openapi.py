@@ -144,10 +144,12 @@ def _emit_bodies(names: list[str]) -> dict[str, dict]:
 def _batch_items(names: list[str]) -> dict[str, dict]:
     """``EmitBatchItem``: an ``Emit`` body of any type and, optionally, its idempotency key
     (the types' data components are ``_emit_bodies``')."""
+    from events.models import Event  # at schema generation, when the apps are ready
+
     idempotency_key = {
         "type": "string",
         "minLength": 1,
-        "maxLength": 255,
+        "maxLength": Event._meta.get_field("idempotency_key").max_length,
         "description": "A repeat within WEBHOOK_IDEMPOTENCY_WINDOW (or earlier in the batch)"
         " answers the original event's id and stores nothing new.",
     }
