@@ -162,7 +162,7 @@ class Attempt(models.Model):
         if self.delivery_created_at is None:
             self.delivery_created_at = self.delivery.created_at
         if self._state.adding:
-            self.webhook = self.delivery.webhook  # an attempt's webhook is its delivery's
+            self.webhook_id = self.delivery.webhook_id  # an attempt's webhook is its delivery's
         super().save(*args, **kwargs)
 
     @property
