@@ -134,6 +134,24 @@ DOCUMENT_EXAMPLES = {
 PASSWORD = "correct horse battery staple"
 
 
+def assert_refused_storing_nothing(response, status: int, field: str | None = None, *, only: bool = False) -> dict:
+    """A refused emit (single or batch): ``status``, the JSON error with a message, ``field``
+    among the fields it names (``only``: the one field it names), and no event stored."""
+    from events.models import Event
+
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["error"]
+    assert body["message"]
+    if field is not None:
+        if only:
+            assert list(body["fields"]) == [field], body
+        else:
+            assert field in body["fields"], body
+    assert not Event.objects.exists()
+    return body
+
+
 def create_member(organization, email: str, password: str = PASSWORD):
     """A dashboard user, made the way an operator makes one: with the create_user command."""
     from django.contrib.auth import get_user_model

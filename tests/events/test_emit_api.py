@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DOCUMENT_EXAMPLES, api_client
+from conftest import DOCUMENT_EXAMPLES, api_client, assert_refused_storing_nothing
 from django.conf import settings
 
 from events.models import Event
@@ -18,17 +18,6 @@ THREAT = DOCUMENT_EXAMPLES["threat.detected"]
 
 def _emit(api, body, **headers):
     return api.post("/ui/api/events", body, format="json", **headers)
-
-
-def _assert_refused(response, status: int, field: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["error"]
-    assert body["message"]
-    if field is not None:
-        assert field in body["fields"], body
-    assert not Event.objects.exists()
-    return body
 
 
 def test_emit_event_stores_payload_when_valid(api, tenant):
@@ -77,18 +66,18 @@ def test_emit_event_keeps_data_intact_when_unicode_and_numbers(api):
     ],
 )
 def test_emit_event_refuses_and_stores_nothing_when_invalid(api, body, field):
-    _assert_refused(_emit(api, body), 400, field)
+    assert_refused_storing_nothing(_emit(api, body), 400, field)
 
 
 def test_emit_event_lists_valid_types_when_type_unknown(api):
-    body = _assert_refused(_emit(api, {"event": "threat.exploded", "data": {}}), 400, "event")
+    body = assert_refused_storing_nothing(_emit(api, {"event": "threat.exploded", "data": {}}), 400, "event")
     assert "threat.detected" in body["message"]
     assert "policy.violation" in body["message"]
 
 
 @pytest.mark.parametrize("raw", ['{"event": "threat.detected", "data": {', '{"event": "x", "data": {"n": NaN}}'])
 def test_emit_event_refuses_and_stores_nothing_when_json_malformed(api, raw):
-    _assert_refused(api.post("/ui/api/events", raw, content_type="application/json"), 400, "body")
+    assert_refused_storing_nothing(api.post("/ui/api/events", raw, content_type="application/json"), 400, "body")
 
 
 def _body_of_size(size: int) -> str:
@@ -101,7 +90,7 @@ def _body_of_size(size: int) -> str:
 def test_emit_event_answers_413_and_stores_nothing_when_body_over_limit(api):
     body = _body_of_size(settings.WEBHOOK_MAX_PAYLOAD_BYTES + 1)
     response = api.post("/ui/api/events", body, content_type="application/json")
-    _assert_refused(response, 413)
+    assert_refused_storing_nothing(response, 413)
     assert response.json()["error"] == "payload_too_large"
 
 
@@ -142,4 +131,4 @@ def test_emit_event_keeps_organizations_apart_when_same_idempotency_key(api, ten
 
 def test_emit_event_refuses_idempotency_key_when_too_long(api):
     response = _emit(api, {"event": "agent.online", "data": {"agent_id": "a"}}, HTTP_IDEMPOTENCY_KEY="k" * 256)
-    _assert_refused(response, 400, "idempotency_key")
+    assert_refused_storing_nothing(response, 400, "idempotency_key")

@@ -4,7 +4,7 @@ per event; what is refused names the item and stores nothing."""
 from __future__ import annotations
 
 import pytest
-from conftest import DOCUMENT_EXAMPLES, api_client, make_webhook
+from conftest import DOCUMENT_EXAMPLES, api_client, assert_refused_storing_nothing, make_webhook
 from django.conf import settings
 
 from deliveries.models import Delivery
@@ -22,17 +22,6 @@ def _threats(count: int) -> list[dict]:
 
 def _post(api, body):
     return api.post(BATCH, body, format="json")
-
-
-def _assert_refused(response, status: int, field: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["error"]
-    assert body["message"]
-    if field is not None:
-        assert list(body["fields"]) == [field], body
-    assert not Event.objects.exists()
-    return body
 
 
 def test_batch_stores_every_event_and_answers_their_ids_in_order(api, tenant, receiver):
@@ -55,7 +44,7 @@ def test_batch_refuses_the_batch_naming_the_invalid_item(api, tenant, receiver):
     items = _threats(5)
     items[3]["data"] = {**THREAT, "severity": "urgent"}
 
-    body = _assert_refused(_post(api, {"events": items}), 400, "events[3].data.severity")
+    body = assert_refused_storing_nothing(_post(api, {"events": items}), 400, "events[3].data.severity", only=True)
 
     assert body["message"].startswith("events[3].data.severity: 'urgent' is not one of")
     assert not Delivery.objects.exists()
@@ -75,13 +64,13 @@ def test_batch_refuses_the_batch_naming_the_invalid_item(api, tenant, receiver):
 )
 def test_batch_refuses_and_stores_nothing_when_malformed(api, body, field):
     response = _post(api, body)
-    _assert_refused(response, 400, field or "events[1].idempotency_key")
+    assert_refused_storing_nothing(response, 400, field or "events[1].idempotency_key", only=True)
 
 
 def test_batch_refuses_more_than_the_maximum_before_judging_an_item(api, settings):
     settings.WEBHOOK_BATCH_MAX_EVENTS = 3
 
-    body = _assert_refused(_post(api, {"events": [{"event": "nope"}] * 4}), 400, "events")
+    body = assert_refused_storing_nothing(_post(api, {"events": [{"event": "nope"}] * 4}), 400, "events", only=True)
 
     assert "WEBHOOK_BATCH_MAX_EVENTS (3)" in body["message"]
     assert _post(api, {"events": _threats(3)}).status_code == 202
@@ -93,7 +82,7 @@ def test_batch_answers_413_and_stores_nothing_when_the_whole_body_is_over_the_li
 
     response = _post(api, {"events": items})
 
-    _assert_refused(response, 413)
+    assert_refused_storing_nothing(response, 413)
     assert response.json()["error"] == "payload_too_large"
 
 
@@ -139,4 +128,4 @@ def test_batch_is_charged_one_per_event_all_or_none(api, settings, redis_client)
 
 def test_batch_refuses_an_idempotency_key_with_a_nul_character(api):
     item = {"event": "test.ping", "data": {}, "idempotency_key": "k\x00"}
-    _assert_refused(_post(api, {"events": [item]}), 400, "events[0].idempotency_key")
+    assert_refused_storing_nothing(_post(api, {"events": [item]}), 400, "events[0].idempotency_key", only=True)
