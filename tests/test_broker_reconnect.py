@@ -1,13 +1,16 @@
 """A worker or beat that lost the broker tries again at least every
 CELERY_BROKER_RECONNECT_MAX_INTERVAL seconds, however long the outage: kombu's own schedule
 (2, 4, 6, … up to 30 s between tries) left a worker idle for up to 30 s after Redis came back
-(measured: 31 s after a 45 s outage, 4.4 s with the cap)."""
+(measured: 31 s after a 45 s outage, 4.4 s with the cap). And a worker that loses the broker in
+the middle of its work survives to reconnect."""
 
 from __future__ import annotations
 
 import socket
 
 import pytest
+from kombu import Consumer, Exchange, Producer, Queue
+from kombu.common import ignore_errors
 from kombu.exceptions import OperationalError
 
 from webhooks_project.celery import BrokerConnection, app
@@ -45,3 +48,38 @@ def test_a_caller_that_names_its_intervals_keeps_them():
     with pytest.raises(OperationalError):
         conn.ensure_connection(lambda exc, interval: waits.append(interval), 1, interval_start=0.25)
     assert waits == [0.25]
+
+
+def drain_until_idle(conn, tries: int = 5) -> None:
+    """Read what the channel has (the broadcast subscription's confirmation) until a read
+    times out, leaving a BRPOP in flight."""
+    for _ in range(tries):
+        try:
+            conn.drain_events(timeout=0.1)
+        except TimeoutError:
+            return
+    raise AssertionError("the channel never went idle")
+
+
+def test_a_worker_that_loses_redis_mid_work_closes_its_connection_without_dying(redis_server, caplog):
+    # A worker's channel as Redis went away: a task received and not yet acked, a BRPOP and the
+    # broadcast subscription in flight.
+    conn = app.connection_for_read(redis_server.url)
+    channel = conn.default_channel
+    tasks = Queue("tasks")
+    broadcast = Queue("broadcast", Exchange("broadcast", type="fanout"), auto_delete=True)
+    Producer(channel).publish({"task": 1}, routing_key="tasks", declare=[tasks])
+    unacked: list = []
+    Consumer(channel, [tasks], callbacks=[lambda body, message: unacked.append(message)]).consume()
+    Consumer(channel, [broadcast], no_ack=True).consume()
+    conn.drain_events(timeout=2)
+    assert len(unacked) == 1
+    drain_until_idle(conn)
+
+    redis_server.stop()
+    # What Celery's consumer does on losing the broker (on_connection_error_after_connected):
+    # collect the connection, then close it, ignoring connection errors. The close raised
+    # AttributeError from kombu's redis transport, and the worker died ("Unrecoverable error").
+    conn.collect(socket_timeout=1)
+    ignore_errors(conn, conn.close)
+    assert "broker channel closed after the connection was lost" in caplog.text

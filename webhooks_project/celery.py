@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -11,6 +12,8 @@ from celery.app.amqp import AMQP
 from celery.signals import task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webhooks_project.settings")
+
+logger = logging.getLogger(__name__)
 
 
 class BrokerConnection(kombu.Connection):
@@ -28,6 +31,21 @@ class BrokerConnection(kombu.Connection):
             kwargs.setdefault("interval_max", cap)
         super().ensure_connection(*args, **kwargs)
         return self
+
+    def maybe_close_channel(self, channel: Any) -> None:
+        """Close a channel, ignoring what a lost broker raises, as kombu does, and also the
+        AttributeError of a channel left half closed. When the broker goes away, Celery's
+        consumer first ``collect()``s its connection (which detaches the transport even if a
+        channel's close failed on the dead socket) and then closes it: the second close of that
+        channel wants a new Redis client from the detached transport and raised
+        AttributeError, which killed the worker ("Unrecoverable error"). Its unacked messages
+        stay in the broker's unacked index, which puts them back after the visibility timeout."""
+        try:
+            super().maybe_close_channel(channel)
+        except AttributeError as exc:
+            if self._transport is not None:
+                raise
+            logger.warning("broker channel closed after the connection was lost: %r", exc)
 
 
 class BrokerAMQP(AMQP):

@@ -5,13 +5,8 @@ backoff ends), and once Redis is back the sweeper has everything delivered."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from conftest import make_webhook, wait_until
@@ -28,49 +23,6 @@ DELIVERED_WITHIN = SWEEP_INTERVAL + 10
 EVENTS = 50
 # A backoff no test outlasts: the emitting process retries nothing while the test counts.
 LONG_BACKOFF_SECONDS = 600.0
-
-
-@dataclass
-class RedisServer:
-    port: int
-    directory: Path
-    popen: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        # No persistence: it comes back empty, as after a crash or a failover to a fresh replica.
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.popen = subprocess.Popen(args, cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self._answers, timeout=10, message="redis-server did not start")
-
-    def stop(self) -> None:
-        if self.popen and self.popen.poll() is None:
-            self.popen.terminate()
-            self.popen.wait(timeout=10)
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-
-@pytest.fixture
-def redis_server(tmp_path) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = RedisServer(port=port, directory=tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)
