@@ -105,6 +105,16 @@ def test_drain_marks_due_deliveries_failed_when_webhook_disabled(tenant, receive
     assert "disabled" in delivery.last_error
 
 
+def test_drain_of_a_deleted_webhook_sends_nothing(tenant, receiver, redis_client):
+    created = make_webhook(tenant.organization, receiver.url())
+    emit(tenant.organization, "test.ping", {"message": "hi"})
+    webhook_id = created.webhook.id
+    created.webhook.delete()  # its deliveries go with it
+
+    assert drain.webhook_drain(webhook_id=webhook_id) == drain.DrainOutcome()
+    assert receiver.received() == []
+
+
 def _subscriptions(tenant, other_tenant, receiver) -> list[str]:
     """Five webhooks of which only the first two should get a threat.detected of ``tenant``."""
     subscribed = make_webhook(tenant.organization, receiver.url("/a"), events=["threat.detected"])
