@@ -41,12 +41,13 @@ class State:
     receiver: Proc | None = None
     receiver_port: int = 0
     workers: list[Proc] = field(default_factory=list)
-    throughput: float | None = None
-    floor: float | None = None
+    # One figure per run of the scenario (bench/run.py runs each BENCH_ROUNDS times).
+    throughput: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
     rss: dict[str, float] = field(default_factory=dict)
     # Service-side CPU (workers, PostgreSQL, Redis, receiver) per delivery and per floor POST.
-    throughput_cpu_us: float | None = None
-    floor_cpu_us: float | None = None
+    throughput_cpu_us: list[float] = field(default_factory=list)
+    floor_cpu_us: list[float] = field(default_factory=list)
     profile: bool = False
 
 
