@@ -12,6 +12,7 @@ import pytest
 from kombu import Consumer, Exchange, Producer, Queue
 from kombu.common import ignore_errors
 from kombu.exceptions import OperationalError
+from kombu.message import Message
 
 from webhooks_project.celery import BrokerConnection, app
 
@@ -61,15 +62,17 @@ def drain_until_idle(conn, tries: int = 5) -> None:
     raise AssertionError("the channel never went idle")
 
 
-def test_a_worker_that_loses_redis_mid_work_closes_its_connection_without_dying(redis_server, caplog):
-    # A worker's channel as Redis went away: a task received and not yet acked, a BRPOP and the
-    # broadcast subscription in flight.
+def lose_redis_mid_work(redis_server) -> tuple[BrokerConnection, Message]:
+    """A worker's connection as Redis goes away: a task received and not yet acked, a BRPOP
+    and the broadcast subscription in flight; then what Celery's consumer does on losing the
+    broker (on_connection_error_after_connected): collect the connection and close it,
+    ignoring connection errors. Returns the connection and the unacked task."""
     conn = app.connection_for_read(redis_server.url)
     channel = conn.default_channel
     tasks = Queue("tasks")
     broadcast = Queue("broadcast", Exchange("broadcast", type="fanout"), auto_delete=True)
     Producer(channel).publish({"task": 1}, routing_key="tasks", declare=[tasks])
-    unacked: list = []
+    unacked: list[Message] = []
     Consumer(channel, [tasks], callbacks=[lambda body, message: unacked.append(message)]).consume()
     Consumer(channel, [broadcast], no_ack=True).consume()
     conn.drain_events(timeout=2)
@@ -77,9 +80,22 @@ def test_a_worker_that_loses_redis_mid_work_closes_its_connection_without_dying(
     drain_until_idle(conn)
 
     redis_server.stop()
-    # What Celery's consumer does on losing the broker (on_connection_error_after_connected):
-    # collect the connection, then close it, ignoring connection errors. The close raised
-    # AttributeError from kombu's redis transport, and the worker died ("Unrecoverable error").
     conn.collect(socket_timeout=1)
+    # The second close of the channel left half closed raised AttributeError from kombu's
+    # Redis transport, and the worker died ("Unrecoverable error").
     ignore_errors(conn, conn.close)
-    assert "broker channel closed after the connection was lost" in caplog.text
+    return conn, unacked[0]
+
+
+def test_a_worker_that_loses_redis_mid_work_closes_its_connection_without_dying(redis_server):
+    conn, _task = lose_redis_mid_work(redis_server)
+    assert conn.connected is False
+
+
+def test_a_task_that_ends_after_the_reconnect_is_acked_without_killing_the_worker(redis_server):
+    _conn, task = lose_redis_mid_work(redis_server)
+    redis_server.start()  # Celery's consumer has reconnected; the task running meanwhile ends
+
+    task.ack()  # raised AttributeError (the old connection's transport detached): the worker died
+
+    assert task.acknowledged

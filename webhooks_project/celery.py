@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -12,8 +11,6 @@ from celery.app.amqp import AMQP
 from celery.signals import task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webhooks_project.settings")
-
-logger = logging.getLogger(__name__)
 
 
 class BrokerConnection(kombu.Connection):
@@ -32,20 +29,18 @@ class BrokerConnection(kombu.Connection):
         super().ensure_connection(*args, **kwargs)
         return self
 
-    def maybe_close_channel(self, channel: Any) -> None:
-        """Close a channel, ignoring what a lost broker raises, as kombu does, and also the
-        AttributeError of a channel left half closed. When the broker goes away, Celery's
-        consumer first ``collect()``s its connection (which detaches the transport even if a
-        channel's close failed on the dead socket) and then closes it: the second close of that
-        channel wants a new Redis client from the detached transport and raised
-        AttributeError, which killed the worker ("Unrecoverable error"). Its unacked messages
-        stay in the broker's unacked index, which puts them back after the visibility timeout."""
-        try:
-            super().maybe_close_channel(channel)
-        except AttributeError as exc:
-            if self._transport is not None:
-                raise
-            logger.warning("broker channel closed after the connection was lost: %r", exc)
+    def _do_close_transport(self) -> None:
+        """Closing drops the transport but, unlike kombu, leaves it pointing at this connection.
+
+        When the broker goes away, Celery's consumer ``collect()``s and closes its connection
+        and opens a new one; a channel of the old one can still be used after that: closed a
+        second time (it was left half closed on the dead socket), or acking a task that ends
+        after the reconnect. Kombu's Redis transport then builds a new Redis client from its
+        connection, and with ``transport.client`` set to None that raised AttributeError,
+        which killed the worker ("Unrecoverable error"). With the reference kept, such a late
+        call reaches Redis like any other: it succeeds once Redis is back, or raises a
+        connection error, which Celery and kombu handle."""
+        self._transport = None
 
 
 class BrokerAMQP(AMQP):
