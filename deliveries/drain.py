@@ -167,7 +167,7 @@ def _webhook_to_drain(webhook_id: str) -> Webhook | None:
     """The webhook as a drain needs it (the other fields load if touched), or None if deleted.
 
     One plain statement: the ORM's query for it cost 0.8 ms of a worker's CPU against 0.12 ms,
-    for each of the drains, which find 7 deliveries on average in the throughput bench.
+    for each of the drains, which find 7–18 deliveries each in the throughput bench.
     """
     with connection.cursor() as cursor:
         cursor.execute(_DRAIN_WEBHOOK_SQL, [webhook_id])
