@@ -189,6 +189,13 @@ def redis_client() -> Iterator[redis.Redis]:
     client.flushdb()
 
 
+def unused_port() -> int:
+    """A loopback port nothing listens on (once the probe that found it is closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @dataclass
 class RedisServer:
     port: int
@@ -224,10 +231,7 @@ def redis_server(tmp_path) -> Iterator[RedisServer]:
     """A redis-server of the test's own, on a free port, that the test may stop and start."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = RedisServer(port=port, directory=tmp_path)
+    server = RedisServer(port=unused_port(), directory=tmp_path)
     server.start()
     yield server
     server.stop()

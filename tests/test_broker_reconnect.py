@@ -6,9 +6,8 @@ the middle of its work survives to reconnect."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
+from conftest import unused_port
 from kombu import Consumer, Exchange, Producer, Queue
 from kombu.common import ignore_errors
 from kombu.exceptions import OperationalError
@@ -17,12 +16,6 @@ from kombu.message import Message
 from webhooks_project.celery import BrokerConnection, app
 
 TRIES = 4
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_worker_and_beat_connect_through_the_capped_connection():
@@ -34,7 +27,7 @@ def test_a_lost_broker_is_tried_again_at_least_every_max_interval(settings):
     cap = app.conf.broker_reconnect_max_interval
     assert cap == settings.CELERY_BROKER_RECONNECT_MAX_INTERVAL
     waits: list[float] = []
-    conn = app.connection_for_write(f"redis://127.0.0.1:{closed_port()}/0")
+    conn = app.connection_for_write(f"redis://127.0.0.1:{unused_port()}/0")
     # As Celery's consumer and beat call it: an errback and a number of retries, nothing else.
     with pytest.raises(OperationalError):
         conn.ensure_connection(lambda exc, interval: waits.append(interval), TRIES)
@@ -45,7 +38,7 @@ def test_a_lost_broker_is_tried_again_at_least_every_max_interval(settings):
 
 def test_a_caller_that_names_its_intervals_keeps_them():
     waits: list[float] = []
-    conn = app.connection_for_write(f"redis://127.0.0.1:{closed_port()}/0")
+    conn = app.connection_for_write(f"redis://127.0.0.1:{unused_port()}/0")
     with pytest.raises(OperationalError):
         conn.ensure_connection(lambda exc, interval: waits.append(interval), 1, interval_start=0.25)
     assert waits == [0.25]

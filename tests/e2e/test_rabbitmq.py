@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import make_webhook, wait_until
+from conftest import make_webhook, unused_port, wait_until
 
 from deliveries import dispatch
 from deliveries.models import Delivery
@@ -57,12 +57,6 @@ def closed_breaker() -> Iterator[None]:
     dispatch.breaker.close()
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # nothing listens once the probe is closed
-
-
 def test_pipeline_delivers_and_retries_when_rabbitmq_is_the_broker(
     rabbitmq_url, receiver, start_worker, tenant, settings
 ):
@@ -88,7 +82,7 @@ def test_emits_while_rabbitmq_is_down_are_delivered_once_it_is_back(
 ):
     webhook = make_webhook(tenant.organization, receiver.url()).webhook
     settings.WEBHOOK_WAKE_BACKOFF = LONG_BACKOFF_SECONDS  # in this process: no background retry
-    settings.CELERY_BROKER_URL = f"amqp://guest:guest@127.0.0.1:{_closed_port()}//"  # RabbitMQ down
+    settings.CELERY_BROKER_URL = f"amqp://guest:guest@127.0.0.1:{unused_port()}//"  # RabbitMQ down
 
     for i in range(EVENTS):
         emit(tenant.organization, "agent.online", {"agent_id": f"agt_{i}"})
