@@ -145,7 +145,7 @@ def webhook_drain(*, webhook_id: str) -> DrainOutcome:
     return outcome
 
 
-# What a drain reads of its webhook (attribute names), in the model's field order.
+# What a drain reads of its webhook (attribute names); the columns below keep the model's order.
 _DRAIN_FIELDS = frozenset(
     {
         "id",
@@ -158,6 +158,7 @@ _DRAIN_FIELDS = frozenset(
     }
 )
 _DRAIN_COLUMNS = [field for field in Webhook._meta.concrete_fields if field.attname in _DRAIN_FIELDS]
+_DRAIN_ATTNAMES = [field.attname for field in _DRAIN_COLUMNS]
 _DRAIN_WEBHOOK_SQL = (
     f"SELECT {', '.join(field.column for field in _DRAIN_COLUMNS)} FROM {Webhook._meta.db_table} WHERE id = %s"
 )
@@ -174,7 +175,7 @@ def _webhook_to_drain(webhook_id: str) -> Webhook | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    return Webhook.from_db(connection.alias, [field.attname for field in _DRAIN_COLUMNS], row)
+    return Webhook.from_db(connection.alias, _DRAIN_ATTNAMES, row)
 
 
 def _fail_due_while_disabled(webhook_id: str) -> int:
