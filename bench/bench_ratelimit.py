@@ -65,7 +65,7 @@ def bench_pipelined(client: redis.Redis) -> tuple[int, int, float]:
         with client.pipeline(transaction=False) as pipe:
             for i in range(PIPELINE_DEPTH):
                 org = ORGS[(checks + i) % len(ORGS)]
-                script([ratelimit.rate_key(org)], args, client=pipe)
+                script(ratelimit.rate_keys(org), args, client=pipe)
             replies = pipe.execute()
         checks += len(replies)
         granted += sum(ratelimit.grant_from_reply(reply).granted for reply in replies)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -36,14 +37,19 @@ logger = logging.getLogger(__name__)
 
 # When Redis (the rate limiter) cannot be reached, deliveries wait this long and try again.
 REDIS_DOWN_WAIT_SECONDS = 5.0
-# The error of a delivery that came due while its webhook was disabled (failed, not attempted).
-# Grants are used within this long of being given (the limiter's allowance for send lag).
+# A granted send goes out within this long of the moment its grant was stamped for (the
+# limiter's allowance for send lag): up to half of it early, half of it late.
 GRANT_HORIZON_SECONDS = ratelimit.SECOND_WINDOW_GUARD_MS / 1000 / 2
+GRANT_EARLY_SECONDS = GRANT_HORIZON_SECONDS / 2
+GRANT_LATE_SECONDS = GRANT_HORIZON_SECONDS - GRANT_EARLY_SECONDS
+# One grant's sends are planned over at most this long, and are at most this many: a drain
+# holds at most a fifth of a default organization's second (100/s), and only what it is about
+# to send.
+GRANT_SPAN_SECONDS = 0.1
+MAX_GRANT_CHUNK = 20
 # A drain claims what it can send in about this long; more waiting at a receiver slower than
 # that brings another drain beside it (up to WEBHOOK_ENDPOINT_CONCURRENCY).
 SLOW_BATCH_SECONDS = 1.0
-# Most grants taken at once, so one drain never holds much of an organization's second.
-MAX_GRANT_CHUNK = 10
 # A receiver answering 410 Gone asks us to stop: its webhook is disabled at once (Standard Webhooks).
 GONE = 410
 # Weight of the newest send in the moving averages of send time (the rest: the history).
@@ -204,17 +210,23 @@ def _claim_size(send_seconds: float | None) -> int:
 
 
 def _drain_with_slot(webhook: Webhook) -> DrainOutcome:
+    # The receiver's moving average send time, carried from this process's last drain of it.
+    grants = RateGrants(webhook.organization_id, send_seconds=_send_times.get(webhook.id))
+    try:
+        return _drain_batches(webhook, grants)
+    finally:
+        grants.give_back()
+
+
+def _drain_batches(webhook: Webhook, grants: RateGrants) -> DrainOutcome:
     # One loop of claim, send, give back, record: a little over the usual length, since
     # splitting it would scatter the state that carries from one batch to the next.
     webhook_id = webhook.id
     budget_end = time.monotonic() + settings.WEBHOOK_DRAIN_SECONDS
     sent_total = 0
     retry_in: float | None = None
-    # A moving average of this receiver's answers, carried from this process's last drain of it.
-    send_seconds = _send_times.get(webhook_id)
-    grants = RateGrants(webhook.organization_id, send_seconds=send_seconds)
     while True:
-        limit = _claim_size(send_seconds)
+        limit = _claim_size(grants.send_seconds)
         # The lease runs from some moment while the claim is on its way: timing it from before
         # the claim is sent keeps a late reply (a slow or cut-off database) from sending what
         # another worker may already be sending after the lease ran out.
@@ -222,7 +234,7 @@ def _drain_with_slot(webhook: Webhook) -> DrainOutcome:
         claimed = leases.claim(webhook_id, limit)
         if not claimed:
             return DrainOutcome(sent=sent_total, retry_in=retry_in)
-        if len(claimed) == limit < settings.WEBHOOK_BATCH_SIZE and send_seconds is not None:
+        if len(claimed) == limit < settings.WEBHOOK_BATCH_SIZE and grants.send_seconds is not None:
             # A slow receiver with more waiting: another drain beside this one (if a slot is free).
             wake(webhook_id, coalesce=False)
         # Read per batch: a rotation's overlap that ends mid-drain ends for the next batch.
@@ -240,7 +252,6 @@ def _drain_with_slot(webhook: Webhook) -> DrainOutcome:
             sent.append(_send(item, webhook, secrets))
             took = time.monotonic() - started
             grants.observe(took)
-            send_seconds = took if send_seconds is None else _moving_average(send_seconds, took)
             if sent[-1].result.status == GONE:
                 break  # _record disables the webhook; nothing more goes to this receiver
         unsent = claimed[len(sent) :]
@@ -251,8 +262,8 @@ def _drain_with_slot(webhook: Webhook) -> DrainOutcome:
         next_retry = _record(sent, webhook)
         sent_total += len(sent)
         retry_in = _earliest(retry_in, next_retry)
-        if send_seconds is not None:
-            _send_times.remember(webhook_id, send_seconds)
+        if grants.send_seconds is not None:
+            _send_times.remember(webhook_id, grants.send_seconds)
         if wait is not None:
             return DrainOutcome(sent=sent_total, retry_in=_earliest(retry_in, wait), throttled=grants.limited)
         if sent and sent[-1].result.status == GONE:
@@ -297,35 +308,53 @@ class SendTimes:
 _send_times = SendTimes(SEND_TIMES_REMEMBERED)
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """A granted send's window, in this process's monotonic time, and its member of the log."""
+
+    earliest: float
+    latest: float
+    member: str
+
+
 class RateGrants:
     """The organization's rate-limit grants for one drain, taken just before the sends they cover.
 
-    The limiter stamps a grant when it is given, so a grant must be used at once: a batch
-    granted up front but sent one slow answer after another would arrive later than counted,
-    and a receiver would see more than the limit in one second. So grants are taken a few at a
-    time, only as many as the recent send rate fits into the limiter's guard window, and any
-    left when that window has passed are dropped (counted, unused: conservative, never over).
+    The limiter counts a send at the moment its grant is stamped for, so each send must leave
+    within GRANT_HORIZON_SECONDS of that moment; otherwise a receiver counting its own second
+    could see more than the limit. A receiver not timed yet gets one grant a send. A timed one
+    gets paced grants: one call stamps a run of sends ``send_seconds`` apart (the receiver's
+    moving average), covering at most GRANT_SPAN_SECONDS and MAX_GRANT_CHUNK sends. A send a
+    little ahead of its moment waits for it; one whose moment has passed is skipped, and its
+    member given back (removed from the log) with the next call or when the drain ends
+    (``give_back``): conservative, never over, and nothing of the hour's budget is lost.
     """
 
     def __init__(self, org_id: str, *, send_seconds: float | None = None) -> None:
         self.org_id = org_id
-        self.left = 0
-        self.usable_until = 0.0
-        # The receiver's send time as last measured (SendTimes); until measured, one grant at a
-        # time. Without it, every drain started over at one and took ten grants for its first
-        # dozen sends: nine limiter calls in ten deliveries of the throughput bench.
-        self.send_seconds = GRANT_HORIZON_SECONDS if send_seconds is None else send_seconds
+        # The receiver's send time as last measured (SendTimes); None until measured.
+        self.send_seconds = send_seconds
+        self._planned: deque[_Planned] = deque()
+        self._unused: list[str] = []  # members whose moment passed unsent
         # The last wait came from the limiter (not from Redis being unreachable).
         self.limited = False
 
     def take(self, webhook_id: str, *, wanted: int) -> float | None:
-        """None if one send may go now; otherwise the seconds to wait."""
+        """None if one send may go now (after waiting for its moment, if it is a little early);
+        otherwise the seconds to wait."""
         now = time.monotonic()
-        if self.left and now < self.usable_until:
-            self.left -= 1
+        planned = self._planned
+        while planned and planned[0].latest < now:
+            self._unused.append(planned.popleft().member)
+        if planned:
+            slot = planned.popleft()
+            if now < slot.earliest:
+                time.sleep(slot.earliest - now)
             return None
-        fits = int(GRANT_HORIZON_SECONDS / max(self.send_seconds, MIN_SEND_SECONDS))
-        chunk = max(1, min(wanted, MAX_GRANT_CHUNK, fits))
+        spacing = self.send_seconds
+        chunk = 1
+        if spacing is not None:
+            chunk = max(1, min(wanted, MAX_GRANT_CHUNK, int(GRANT_SPAN_SECONDS / max(spacing, MIN_SEND_SECONDS))))
         try:
             grant = ratelimit.acquire(
                 get_redis(),
@@ -333,21 +362,43 @@ class RateGrants:
                 chunk,
                 per_second=settings.WEBHOOK_RATE_PER_SECOND,
                 per_hour=settings.WEBHOOK_RATE_PER_HOUR,
+                spacing_seconds=spacing or 0.0,
+                give_back=self._unused[-ratelimit.ZADD_CHUNK :],
             )
         except redis.RedisError:
             logger.warning("redis unavailable; deliveries of %s wait", webhook_id)
             self.limited = False
             return REDIS_DOWN_WAIT_SECONDS
+        self._unused = []
         if not grant.granted:
             self.limited = True
             return grant.wait_seconds
-        self.left = grant.granted - 1
-        self.usable_until = now + GRANT_HORIZON_SECONDS
+        # The grant was stamped somewhere between the call and its reply: a send is early only
+        # if early even from the reply, late if late even from the call.
+        replied = time.monotonic()
+        step = spacing or 0.0
+        planned.extend(
+            _Planned(
+                earliest=replied + i * step - GRANT_EARLY_SECONDS,
+                latest=now + i * step + GRANT_LATE_SECONDS,
+                member=member,
+            )
+            for i, member in enumerate(grant.members)
+            if i
+        )
         return None
 
     def observe(self, seconds: float) -> None:
-        # A moving average of recent sends decides how many the next grant may cover.
-        self.send_seconds = _moving_average(self.send_seconds, seconds)
+        # A moving average of recent sends spaces the next grant's stamps.
+        self.send_seconds = seconds if self.send_seconds is None else _moving_average(self.send_seconds, seconds)
+
+    def give_back(self) -> None:
+        """Return what this drain was granted and did not send (it stops; Redis may be down)."""
+        members = self._unused + [slot.member for slot in self._planned]
+        self._unused, self._planned = [], deque()
+        if members:
+            with contextlib.suppress(redis.RedisError):  # left in the log: stricter, never over
+                ratelimit.give_back(get_redis(), self.org_id, members)
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

@@ -19,14 +19,25 @@ the writes, the memory and the round trips inside the script (about 7 commands p
 makes "consume from both only what is granted" true by construction: a grant of k adds k
 members to the one log, a refusal adds nothing.
 
-Per call: one trim of expired members (``ZREMRANGEBYSCORE``), ``ZCARD``, ``ZCOUNT``, the k
-granted members added, and at most two ``ZRANGE`` by rank to compute the wait; nothing scans
-the log. It holds at most ``per_hour`` members (10,000 are about 1 MB).
+A grant of k may be *paced*: its members are stamped ``spacing`` apart (now, now + spacing, …),
+the moments its sends are planned for, so one call covers a run of sends one after another
+(``deliveries.drain.RateGrants``) instead of one call for every send or two. The count stays
+exact with stamps in the future: a window (now - W, +inf) is counted, so every window a new
+member falls in holds at most what that count allows. Members stamped for sends that never
+went out may be given back (removed) in the next call: a send not made never reaches a receiver.
+Members are named by a counter of the organization's grants (a second key), never by their
+score, so paced stamps and a stepped-back clock never make two grants one member.
+
+Per call: the members given back removed, one trim of expired members (``ZREMRANGEBYSCORE``),
+``ZCARD``, ``ZCOUNT``, the k granted members added, and at most two ``ZRANGE`` by rank to
+compute the wait; nothing scans the log. It holds at most ``per_hour`` members (10,000 are
+about 1 MB).
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
@@ -35,6 +46,8 @@ from redis.commands.core import Script
 from webhooks_project.sliding_log import LUA_PRELUDE
 
 KEY_PREFIX = "whk:rl:"
+# The counter that names an organization's grants (the log's members).
+SEQUENCE_KEY_PREFIX = "whk:rls:"
 
 SECOND_WINDOW_MS = 1_000
 HOUR_WINDOW_MS = 3_600_000
@@ -51,16 +64,21 @@ ZADD_CHUNK = 1_000
 _ACQUIRE_LUA = (
     LUA_PRELUDE
     + """
--- KEYS: the org's grant log. ARGV: n, per_second, per_hour, second_window_ms,
--- hour_window_ms, expiry_slack_ms, zadd_chunk
+-- KEYS: the org's grant log, the counter naming its members. ARGV: n, per_second, per_hour,
+-- second_window_ms, hour_window_ms, expiry_slack_ms, zadd_chunk, spacing_ms, then the members
+-- given back (granted, never sent).
 local key = KEYS[1]
 local n = tonumber(ARGV[1])
 local per_second = tonumber(ARGV[2])
 local per_hour = tonumber(ARGV[3])
 local second_window = tonumber(ARGV[4])
 local hour_window = tonumber(ARGV[5])
+local chunk = tonumber(ARGV[7])
+local spacing = tonumber(ARGV[8])
 
--- A grant counts in a window while its score is in (now - window, now].
+if #ARGV > 8 then redis.call('ZREM', key, unpack(ARGV, 9)) end
+-- A grant counts in a window while its score is in (now - window, now]; one stamped ahead of
+-- now (a paced grant) counts in every window from now on that holds its stamp.
 redis.call('ZREMRANGEBYSCORE', key, '-inf', ms(now - hour_window))
 local in_hour = redis.call('ZCARD', key)
 local in_second = redis.call('ZCOUNT', key, '(' .. ms(now - second_window), '+inf')
@@ -68,9 +86,25 @@ local in_second = redis.call('ZCOUNT', key, '(' .. ms(now - second_window), '+in
 local k = math.min(n, per_second - in_second, per_hour - in_hour)
 if k < 0 then k = 0 end
 
+local first = 0
 if k > 0 then
-  local score = append(key, k, tonumber(ARGV[7]))
-  redis.call('PEXPIRE', key, math.ceil(tonumber(score) - now + hour_window + tonumber(ARGV[6])))
+  first = redis.call('INCRBY', KEYS[2], k) - k + 1
+  local i = 0
+  while i < k do
+    local last = math.min(i + chunk, k) - 1
+    local args = {}
+    for m = i, last do
+      args[#args + 1] = ms(now + m * spacing)
+      args[#args + 1] = string.format('%d', first + m)
+    end
+    redis.call('ZADD', key, unpack(args))
+    i = last + 1
+  end
+  -- The keys outlive the newest stamp's hour (another grant's, paced further ahead, perhaps).
+  local newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+  local ttl = math.ceil(newest - now + hour_window + tonumber(ARGV[6]))
+  redis.call('PEXPIRE', key, ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
 end
 
 -- Time until a window holding `count` grants has room for one more: the grant whose expiry
@@ -91,7 +125,7 @@ if k < n then
   )
 end
 -- Integers survive the reply: microseconds, rounded up so the caller never wakes early.
-return {k, math.ceil(wait * 1000)}
+return {k, math.ceil(wait * 1000), first}
 """
 )
 
@@ -104,6 +138,13 @@ _scripts: weakref.WeakKeyDictionary[redis.Redis, Script] = weakref.WeakKeyDictio
 class Grant:
     granted: int
     wait_seconds: float  # until one more could be granted; 0.0 when all that was asked was
+    # The granted members are named first_member, first_member + 1, …, stamped in that order.
+    first_member: int = 0
+
+    @property
+    def members(self) -> list[str]:
+        """The log's members of this grant, in the order their stamps go (``give_back`` takes them)."""
+        return [str(self.first_member + i) for i in range(self.granted)]
 
 
 def acquire_script(client: redis.Redis) -> Script:
@@ -120,12 +161,23 @@ def rate_key(org_id: str) -> str:
     return f"{KEY_PREFIX}{org_id}"
 
 
-def acquire_args(n: int, *, per_second: int, per_hour: int) -> list[int]:
-    """The script's arguments, validated: pass them with ``[rate_key(org_id)]`` as keys."""
+def rate_keys(org_id: str) -> list[str]:
+    """The script's keys: the organization's grant log and the counter naming its members."""
+    return [rate_key(org_id), f"{SEQUENCE_KEY_PREFIX}{org_id}"]
+
+
+def acquire_args(
+    n: int, *, per_second: int, per_hour: int, spacing_seconds: float = 0.0, give_back: Sequence[str] = ()
+) -> list[float | str]:
+    """The script's arguments, validated: pass them with ``rate_keys(org_id)`` as keys."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if per_second < 1 or per_hour < 1:
         raise ValueError(f"limits must be >= 1, got {per_second}/s and {per_hour}/h")
+    if spacing_seconds < 0:
+        raise ValueError(f"spacing must be >= 0, got {spacing_seconds}")
+    if len(give_back) > ZADD_CHUNK:
+        raise ValueError(f"at most {ZADD_CHUNK} members are given back at once, got {len(give_back)}")
     return [
         n,
         per_second,
@@ -134,28 +186,52 @@ def acquire_args(n: int, *, per_second: int, per_hour: int) -> list[int]:
         HOUR_WINDOW_MS + HOUR_WINDOW_GUARD_MS,
         KEY_EXPIRY_SLACK_MS,
         ZADD_CHUNK,
+        # Whole microseconds, as the scores keep them.
+        round(spacing_seconds * 1_000_000) / 1_000,
+        *give_back,
     ]
 
 
 def grant_from_reply(reply: list[int]) -> Grant:
-    granted, wait_us = reply
-    return Grant(granted=int(granted), wait_seconds=int(wait_us) / 1_000_000)
+    granted, wait_us, first = reply
+    return Grant(granted=int(granted), wait_seconds=int(wait_us) / 1_000_000, first_member=int(first))
 
 
-def acquire(client: redis.Redis, org_id: str, n: int, *, per_second: int, per_hour: int) -> Grant:
+def acquire(
+    client: redis.Redis,
+    org_id: str,
+    n: int,
+    *,
+    per_second: int,
+    per_hour: int,
+    spacing_seconds: float = 0.0,
+    give_back: Sequence[str] = (),
+) -> Grant:
     """Atomically take up to ``n`` deliveries from both of ``org_id``'s windows.
 
     Grants the largest k <= n both windows allow now and consumes exactly k from each. When
     k < n, ``wait_seconds`` is how long until one more could be granted (the later of the
     windows that are full); sleeping that long and asking again is the intended loop.
+
+    With ``spacing_seconds``, the k are stamped that far apart, from now: the i-th send is
+    counted at now + i * spacing, and must leave then (``deliveries.drain.RateGrants``).
+    ``give_back`` first removes members of earlier grants whose sends were never made.
     """
-    args = acquire_args(n, per_second=per_second, per_hour=per_hour)
-    if n == 0:
+    args = acquire_args(
+        n, per_second=per_second, per_hour=per_hour, spacing_seconds=spacing_seconds, give_back=give_back
+    )
+    if n == 0 and not give_back:
         return Grant(granted=0, wait_seconds=0.0)
-    reply = acquire_script(client)(keys=[rate_key(org_id)], args=args, client=client)
+    reply = acquire_script(client)(keys=rate_keys(org_id), args=args, client=client)
     return grant_from_reply(reply)
+
+
+def give_back(client: redis.Redis, org_id: str, members: Sequence[str]) -> None:
+    """Remove members of ``org_id``'s grants whose sends were never made (a drain that stops early)."""
+    if members:
+        client.zrem(rate_key(org_id), *members)
 
 
 def reset(client: redis.Redis, org_id: str) -> None:
     """Forget everything granted to ``org_id`` (tests and admin)."""
-    client.delete(rate_key(org_id))
+    client.delete(*rate_keys(org_id))

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from deliveries import drain
+from deliveries import drain, ratelimit
 from deliveries.models import Delivery
 from deliveries.signing import documented_signature
 from events import emit
@@ -245,10 +245,38 @@ def test_drain_of_a_receiver_already_timed_claims_everything_due_at_once_with_on
 
     # One claim of all five: not one, then the rest, then one that finds nothing.
     assert [len(claimed) for claimed in claims] == [5]
-    # The first grant covers all five (more follow only if the sends outlast the grant's 25 ms).
+    # The first grant covers all five (more follow only if a send runs past its planned moment).
     assert grants[0].granted == 5
     assert outcome.sent == 5
     assert len(receiver.received()) == 6
+
+
+def test_rate_grants_pace_a_timed_receivers_sends_with_one_call(redis_client, monkeypatch):
+    calls = _counting(monkeypatch, drain.ratelimit, "acquire")
+    grants = drain.RateGrants("org-paced", send_seconds=0.02)  # a receiver answering in 20 ms
+
+    went = []
+    for index in range(5):
+        assert grants.take("wh_paced", wanted=5 - index) is None
+        went.append(time.monotonic())  # sends that take no time: each waits for its moment
+
+    assert [grant.granted for grant in calls] == [5]
+    for index, moment in enumerate(went):
+        assert moment - went[0] >= index * 0.02 - drain.GRANT_EARLY_SECONDS - 0.001
+    stamps = sorted(score for _, score in redis_client.zrange(ratelimit.rate_key("org-paced"), 0, -1, withscores=True))
+    assert [round(b - a, 3) for a, b in zip(stamps, stamps[1:], strict=False)] == [20.0] * 4
+
+
+def test_rate_grants_give_back_what_was_skipped_or_never_sent_when_the_drain_ends(redis_client):
+    grants = drain.RateGrants("org-slow", send_seconds=0.01)
+    assert grants.take("wh_slow", wanted=10) is None  # ten sends planned 10 ms apart
+
+    time.sleep(0.05)  # a send that took 50 ms: the next few moments have passed
+    assert grants.take("wh_slow", wanted=9) is None
+    grants.give_back()
+
+    # Two sends made, two members in the log: the skipped and the unused ones were removed.
+    assert redis_client.zcard(ratelimit.rate_key("org-slow")) == 2
 
 
 def test_secrets_absent_from_database_dump_when_stored(tenant, receiver):

@@ -51,7 +51,7 @@ def test_acquire_grants_one_more_when_waiting_what_it_asked(client: redis.Redis)
     time.sleep(refused.wait_seconds)
     grant = acquire(client, "org-a", 1, per_second=10, per_hour=UNBOUNDED_HOUR)
 
-    assert grant == ratelimit.Grant(granted=1, wait_seconds=0.0)
+    assert (grant.granted, grant.wait_seconds) == (1, 0.0)
 
 
 def test_acquire_grants_partially_when_fewer_left_than_asked(client: redis.Redis) -> None:
@@ -101,7 +101,7 @@ def test_acquire_keeps_second_budget_when_refused_by_the_second(client: redis.Re
     # The three grants of one call expire together; refusals after them must have added nothing.
     grant = wait_and_acquire(client, "org-a", 3, **limits)
 
-    assert grant == ratelimit.Grant(granted=3, wait_seconds=0.0)
+    assert (grant.granted, grant.wait_seconds) == (3, 0.0)
 
 
 def test_acquire_logs_only_what_was_granted_when_hour_binds(client: redis.Redis) -> None:
@@ -120,13 +120,58 @@ def test_acquire_keeps_log_members_unique_when_clock_steps_back(client: redis.Re
     future_ms = seconds * 1_000 + micros / 1_000 + 5_000
     client.zadd(key, {"from-before-the-step": future_ms})
 
-    for _ in range(2):
-        assert acquire(client, "org-a", 3, per_second=100, per_hour=100).granted == 3
+    grants = [acquire(client, "org-a", 3, per_second=7, per_hour=100) for _ in range(2)]
+    refused = acquire(client, "org-a", 1, per_second=7, per_hour=100)
 
-    log = client.zrange(key, 0, -1, withscores=True)
+    log = dict(client.zrange(key, 0, -1, withscores=True))
     assert len(log) == 7
-    assert log[0] == (b"from-before-the-step", future_ms)
-    assert all(score > future_ms for _, score in log[1:])
+    assert log[b"from-before-the-step"] == future_ms
+    # The grant from before the step still counts: 1 + 3 + 3 fill the second's 7.
+    assert [g.granted for g in grants] == [3, 3]
+    assert refused.granted == 0
+
+
+def test_acquire_stamps_a_paced_grant_spacing_apart_from_now(client: redis.Redis) -> None:
+    seconds, micros = client.time()
+    before_ms = seconds * 1_000 + micros / 1_000
+
+    grant = acquire(client, "org-a", 4, per_second=10, per_hour=100, spacing_seconds=0.02)
+
+    scores = [client.zscore(ratelimit.rate_key("org-a"), member) for member in grant.members]
+    assert grant.granted == 4 and len(set(grant.members)) == 4
+    assert before_ms <= scores[0] < before_ms + 1_000
+    assert [round(b - a, 3) for a, b in zip(scores, scores[1:], strict=False)] == [20.0, 20.0, 20.0]
+
+
+def test_acquire_counts_paced_stamps_ahead_of_now_when_granting_more(client: redis.Redis) -> None:
+    # Six sends planned over the next 5 s hold six of the second's ten from now on.
+    assert acquire(client, "org-a", 6, per_second=10, per_hour=100, spacing_seconds=1.0).granted == 6
+
+    grant = acquire(client, "org-a", 10, per_second=10, per_hour=100)
+
+    assert grant.granted == 4
+    # The next room: when the earliest of the ten leaves the window, ~1.05 s from now.
+    assert 1.0 < grant.wait_seconds <= SECOND_WINDOW_S
+
+
+def test_acquire_frees_what_is_given_back_when_asking_again(client: redis.Redis) -> None:
+    first = acquire(client, "org-a", 10, per_second=10, per_hour=12, spacing_seconds=0.01)
+    assert first.granted == 10
+
+    # Seven of them were never sent: given back with the next call, they make its room.
+    grant = acquire(client, "org-a", 10, per_second=10, per_hour=12, give_back=first.members[3:])
+
+    assert grant.granted == 7
+    assert set(grant.members).isdisjoint(first.members)
+    assert client.zcard(ratelimit.rate_key("org-a")) == 10
+
+
+def test_give_back_frees_members_when_a_drain_stops_early(client: redis.Redis) -> None:
+    first = acquire(client, "org-a", 5, per_second=5, per_hour=100, spacing_seconds=0.01)
+
+    ratelimit.give_back(client, "org-a", first.members[1:])
+
+    assert acquire(client, "org-a", 5, per_second=5, per_hour=100).granted == 4
 
 
 def test_acquire_keeps_orgs_independent_when_one_is_exhausted(client: redis.Redis) -> None:
@@ -142,7 +187,17 @@ def test_acquire_sets_key_expiry_when_granting(client: redis.Redis) -> None:
 
     key = ratelimit.rate_key("org-a")
     assert key.startswith("whk:rl:")
-    assert 3_600_000 < client.pttl(key) <= 3_600_000 + HOUR_WINDOW_GUARD_MS + 1_000
+    for name in ratelimit.rate_keys("org-a"):
+        assert 3_600_000 < client.pttl(name) <= 3_600_000 + HOUR_WINDOW_GUARD_MS + 1_000
+
+
+def test_acquire_keeps_the_keys_for_the_newest_stamp_when_a_later_grant_is_not_paced(client: redis.Redis) -> None:
+    acquire(client, "org-a", 3, per_second=10, per_hour=100, spacing_seconds=10.0)
+    acquire(client, "org-a", 1, per_second=10, per_hour=100)
+
+    # The paced grant's last stamp is 20 s ahead: the log must still hold it an hour after that.
+    for name in ratelimit.rate_keys("org-a"):
+        assert 3_620_000 < client.pttl(name) <= 3_620_000 + HOUR_WINDOW_GUARD_MS + 1_000
 
 
 def test_reset_forgets_grants_when_called(client: redis.Redis) -> None:
@@ -150,6 +205,7 @@ def test_reset_forgets_grants_when_called(client: redis.Redis) -> None:
 
     ratelimit.reset(client, "org-a")
 
+    assert not any(client.exists(name) for name in ratelimit.rate_keys("org-a"))
     assert acquire(client, "org-a", 5, per_second=5, per_hour=5).granted == 5
 
 
@@ -158,6 +214,8 @@ def test_acquire_rejects_nonsense_when_limits_invalid(client: redis.Redis) -> No
         acquire(client, "org-a", 1, per_second=0, per_hour=10)
     with pytest.raises(ValueError, match="n must be"):
         acquire(client, "org-a", -1, per_second=1, per_hour=10)
+    with pytest.raises(ValueError, match="spacing"):
+        acquire(client, "org-a", 1, per_second=1, per_hour=10, spacing_seconds=-0.1)
     assert acquire(client, "org-a", 0, per_second=1, per_hour=1) == ratelimit.Grant(0, 0.0)
 
 
