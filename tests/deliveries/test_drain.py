@@ -255,16 +255,31 @@ def test_rate_grants_pace_a_timed_receivers_sends_with_one_call(redis_client, mo
     calls = _counting(monkeypatch, drain.ratelimit, "acquire")
     grants = drain.RateGrants("org-paced", send_seconds=0.02)  # a receiver answering in 20 ms
 
-    went = []
-    for index in range(5):
+    assert grants.take("wh_paced", wanted=5) is None
+    first = time.monotonic()
+    for index in range(1, 5):
+        time.sleep(max(0.0, first + index * 0.02 - time.monotonic()))  # sends of 20 ms each
         assert grants.take("wh_paced", wanted=5 - index) is None
-        went.append(time.monotonic())  # sends that take no time: each waits for its moment
 
     assert [grant.granted for grant in calls] == [5]
-    for index, moment in enumerate(went):
-        assert moment - went[0] >= index * 0.02 - drain.GRANT_EARLY_SECONDS - 0.001
+    # Each send counted at the moment it was planned for: 20 ms apart, by the server's clock.
     stamps = sorted(score for _, score in redis_client.zrange(ratelimit.rate_key("org-paced"), 0, -1, withscores=True))
     assert [round(b - a, 3) for a, b in zip(stamps, stamps[1:], strict=False)] == [20.0] * 4
+
+
+def test_rate_grants_plan_again_without_waiting_when_sends_run_ahead(redis_client, monkeypatch):
+    calls = _counting(monkeypatch, drain.ratelimit, "acquire")
+    grants = drain.RateGrants("org-ahead", send_seconds=0.05)  # planned 50 ms apart
+    assert grants.take("wh_ahead", wanted=2) is None
+
+    started = time.monotonic()
+    assert grants.take("wh_ahead", wanted=1) is None  # at once: 50 ms ahead of its moment
+    took = time.monotonic() - started
+    grants.give_back()
+
+    assert took < 0.04  # no waiting for the planned moment: a new grant stamped now
+    assert [grant.granted for grant in calls] == [2, 1]
+    assert redis_client.zcard(ratelimit.rate_key("org-ahead")) == 2  # one member a send made
 
 
 def test_rate_grants_give_back_what_was_skipped_or_never_sent_when_the_drain_ends(redis_client):

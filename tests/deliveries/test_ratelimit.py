@@ -138,7 +138,8 @@ def test_acquire_stamps_a_paced_grant_spacing_apart_from_now(client: redis.Redis
     grant = acquire(client, "org-a", 4, per_second=10, per_hour=100, spacing_seconds=0.02)
 
     scores = [client.zscore(ratelimit.rate_key("org-a"), member) for member in grant.members]
-    assert grant.granted == 4 and len(set(grant.members)) == 4
+    assert grant.granted == 4
+    assert len(set(grant.members)) == 4
     assert before_ms <= scores[0] < before_ms + 1_000
     assert [round(b - a, 3) for a, b in zip(scores, scores[1:], strict=False)] == [20.0, 20.0, 20.0]
 
