@@ -1,6 +1,6 @@
 """The benchmark of the delivery pipeline: one command, brings up what it needs, cleans up.
 
-    python bench/run.py [throughput floor latency isolation emit filters history rss outage] [--profile]
+    python bench/run.py [throughput floor latency isolation emit filters history rss outage drain] [--profile]
 
 Default: all scenarios. Results go to stdout and to bench/results/latest.txt; process logs to
 bench/results/logs/. Needs PostgreSQL and Redis running. It creates and migrates its own
@@ -51,7 +51,7 @@ import harness  # noqa: E402
 from common import State, figure, out, verdict, write_report  # noqa: E402
 from harness import LOGS, RESULTS  # noqa: E402
 from receivers import start_nginx, start_receiver  # noqa: E402
-from scenarios import emit, filters, floor, history, isolation, latency, outage, rss, throughput  # noqa: E402
+from scenarios import drain, emit, filters, floor, history, isolation, latency, outage, rss, throughput  # noqa: E402
 from service import (  # noqa: E402
     REDIS_URL,
     UNBOUND_RATE,
@@ -63,7 +63,7 @@ from service import (  # noqa: E402
 )
 from workers import start_workers, stop_workers  # noqa: E402
 
-SCENARIOS = ("throughput", "floor", "latency", "isolation", "emit", "filters", "history", "rss", "outage")
+SCENARIOS = ("throughput", "floor", "latency", "isolation", "emit", "filters", "history", "rss", "outage", "drain")
 # CPU microseconds two cores have in a second.
 TWO_CORES_US = 2e6
 THROUGHPUT_FLOOR_TARGET = 2  # times the floor
@@ -149,8 +149,11 @@ def main() -> int:
         if "outage" in selected:
             outage.run(state)
             redis_client().flushdb()
-        if selected & {"throughput", "floor"}:
+        if selected & {"throughput", "floor", "drain"}:
             start_nginx(state)
+        if "drain" in selected:
+            drain.run(state)
+            redis_client().flushdb()  # the wake-ups its emits queued: no worker ran them
         if selected & {"latency", "isolation"}:
             start_receiver(state)
         for scenario in throughput_and_floor_order(selected):
