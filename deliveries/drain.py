@@ -354,9 +354,10 @@ class RateGrants:
         # planned is given back with it).
         self._unused.extend(slot.member for slot in planned)
         planned.clear()
-        spacing = self.send_seconds
+        # Untimed, one grant a send (stamped now); timed, a run spaced by its send time.
+        spacing = self.send_seconds or 0.0
         chunk = 1
-        if spacing is not None:
+        if self.send_seconds is not None:
             chunk = max(1, min(wanted, MAX_GRANT_CHUNK, int(GRANT_SPAN_SECONDS / max(spacing, MIN_SEND_SECONDS))))
         try:
             grant = ratelimit.acquire(
@@ -365,7 +366,8 @@ class RateGrants:
                 chunk,
                 per_second=settings.WEBHOOK_RATE_PER_SECOND,
                 per_hour=settings.WEBHOOK_RATE_PER_HOUR,
-                spacing_seconds=spacing or 0.0,
+                spacing_seconds=spacing,
+                # Beyond one call's worth (never seen), the oldest stay in the log: stricter.
                 give_back=self._unused[-ratelimit.ZADD_CHUNK :],
             )
         except redis.RedisError:
@@ -379,11 +381,10 @@ class RateGrants:
         # The grant was stamped somewhere between the call and its reply: a send is early only
         # if early even from the reply, late if late even from the call.
         replied = time.monotonic()
-        step = spacing or 0.0
         planned.extend(
             _Planned(
-                earliest=replied + i * step - GRANT_EARLY_SECONDS,
-                latest=now + i * step + GRANT_LATE_SECONDS,
+                earliest=replied + i * spacing - GRANT_EARLY_SECONDS,
+                latest=now + i * spacing + GRANT_LATE_SECONDS,
                 member=member,
             )
             for i, member in enumerate(grant.members)
