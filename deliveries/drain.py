@@ -25,7 +25,7 @@ from django.db import connection
 from django.utils import timezone
 
 from deliveries import concurrency, http, leases, metrics, ratelimit, schedule
-from deliveries.dispatch import wake
+from deliveries.dispatch import WAKE_PENDING_TTL_SECONDS, wake
 from deliveries.leases import Claimed, Outcome
 from deliveries.models import Delivery
 from deliveries.signing import SigningSecrets, signed_headers
@@ -82,6 +82,10 @@ class DrainOutcome:
     parked: bool = False
     # The organization's rate limit stopped the drain: its wake stays pending until retry_in.
     throttled: bool = False
+    # How long past its due time the oldest delivery sent had waited (how far behind we are).
+    late: float = 0.0
+    # The workers are behind: the wake stays pending and a countdown drains what comes next.
+    coalesced: bool = False
 
 
 def webhook_drain(*, webhook_id: str) -> DrainOutcome:
@@ -133,6 +137,9 @@ def webhook_drain(*, webhook_id: str) -> DrainOutcome:
         if outcome.throttled:
             # Everything due now, and all the organization emits meanwhile, waits for this wake.
             outcome = replace(outcome, retry_in=max(outcome.retry_in or 0.0, settings.WEBHOOK_THROTTLED_WAKE_MIN))
+        elif _coalesces(outcome):
+            window = settings.WEBHOOK_COALESCE_SECONDS
+            outcome = replace(outcome, coalesced=True, retry_in=_earliest(outcome.retry_in, window))
     finally:
         with contextlib.suppress(redis.RedisError):  # slots and flag expire by themselves
             parked = concurrency.release_slots(
@@ -140,15 +147,37 @@ def webhook_drain(*, webhook_id: str) -> DrainOutcome:
                 webhook_id=webhook_id,
                 org_id=org_id,
                 token=slots.token,
-                hold_wake_seconds=outcome.retry_in if outcome.throttled else None,
+                hold_wake_seconds=_held_for(outcome),
             )
             if parked is not None:
                 wake(parked, coalesce=False)
-    if outcome.throttled:
+    if outcome.throttled or outcome.coalesced:
         return outcome
     if not outcome.again and leases.any_due(webhook_id):
         return DrainOutcome(sent=outcome.sent, again=True, retry_in=outcome.retry_in)
     return outcome
+
+
+def _coalesces(outcome: DrainOutcome) -> bool:
+    """Whether the workers are so far behind that the webhook's next drain should wait a while.
+
+    Its oldest delivery waited WEBHOOK_COALESCE_LATENESS or more: another drain the moment the
+    next event comes would find one or two deliveries, and a drain's own cost (its message, its
+    slots, four statements) would be paid again for each. Holding the wake for
+    WEBHOOK_COALESCE_SECONDS lets what comes meanwhile go in one drain, and the workers catch up.
+    """
+    window = settings.WEBHOOK_COALESCE_SECONDS
+    return window > 0 and outcome.sent > 0 and not outcome.again and outcome.late >= settings.WEBHOOK_COALESCE_LATENESS
+
+
+def _held_for(outcome: DrainOutcome) -> float | None:
+    """How long the webhook's wake-pending flag stays set after the drain (None: cleared)."""
+    if outcome.throttled:
+        return outcome.retry_in
+    if outcome.coalesced:
+        # Until the countdown drain runs, however late a busy worker runs it.
+        return WAKE_PENDING_TTL_SECONDS
+    return None
 
 
 # What a drain reads of its webhook (attribute names); the columns below keep the model's order.
@@ -225,6 +254,7 @@ def _drain_batches(webhook: Webhook, grants: RateGrants) -> DrainOutcome:
     budget_end = time.monotonic() + settings.WEBHOOK_DRAIN_SECONDS
     sent_total = 0
     retry_in: float | None = None
+    late = 0.0
     while True:
         limit = _claim_size(grants.send_seconds)
         # The lease runs from some moment while the claim is on its way: timing it from before
@@ -233,7 +263,8 @@ def _drain_batches(webhook: Webhook, grants: RateGrants) -> DrainOutcome:
         claimed_at = time.monotonic()
         claimed = leases.claim(webhook_id, limit)
         if not claimed:
-            return DrainOutcome(sent=sent_total, retry_in=retry_in)
+            return DrainOutcome(sent=sent_total, retry_in=retry_in, late=late)
+        late = max(late, claimed[0].late_seconds)  # claimed oldest first
         if len(claimed) == limit < settings.WEBHOOK_BATCH_SIZE and grants.send_seconds is not None:
             # A slow receiver with more waiting: another drain beside this one (if a slot is free).
             wake(webhook_id, coalesce=False)
@@ -269,11 +300,11 @@ def _drain_batches(webhook: Webhook, grants: RateGrants) -> DrainOutcome:
         if sent and sent[-1].result.status == GONE:
             return DrainOutcome(sent=sent_total, again=bool(unsent))
         if unsent or time.monotonic() > budget_end:
-            return DrainOutcome(sent=sent_total, again=True, retry_in=retry_in)
+            return DrainOutcome(sent=sent_total, again=True, retry_in=retry_in, late=late)
         if len(claimed) < limit:
             # Everything due when it claimed was claimed: no second claim to find nothing (what
             # came due since, webhook_drain's last check finds once the wake flag is cleared).
-            return DrainOutcome(sent=sent_total, retry_in=retry_in)
+            return DrainOutcome(sent=sent_total, retry_in=retry_in, late=late)
 
 
 def _moving_average(average: float, newest: float) -> float:

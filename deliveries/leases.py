@@ -72,6 +72,8 @@ class Claimed:
     attempts: int
     lease_until: datetime
     body: bytes
+    # How long past its due time the delivery was claimed: how far behind the workers are.
+    late_seconds: float = 0.0
 
 
 _CLAIM_SQL = f"""
@@ -89,7 +91,8 @@ WITH due AS (
     FROM due WHERE d.id = due.id AND d.created_at = due.created_at
     RETURNING d.id, d.event_id, d.event_type, d.attempts, d.lease_until, d.next_attempt_at, d.created_at
 )
-SELECT c.id, c.event_id, c.event_type, c.attempts, c.lease_until, e.payload, c.created_at
+SELECT c.id, c.event_id, c.event_type, c.attempts, c.lease_until, e.payload, c.created_at,
+       extract(epoch FROM now() - c.next_attempt_at)::float8
 -- A delivery has its event's created_at (the partition key): one partition probed, not all.
 FROM claimed c JOIN events_event e ON e.id = c.event_id AND e.created_at = c.created_at
 ORDER BY c.next_attempt_at, c.id
@@ -168,6 +171,7 @@ def claim(webhook_id: str, limit: int) -> list[Claimed]:
             attempts=r[3],
             lease_until=r[4],
             body=r[5].encode("utf-8"),
+            late_seconds=r[7],
         )
         for r in rows
     ]

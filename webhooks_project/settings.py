@@ -270,6 +270,13 @@ WEBHOOK_WAKE_BACKOFF = _env_float("WEBHOOK_WAKE_BACKOFF", 5.0)
 # While an organization is throttled, its webhooks' wakes stay coalesced until the throttle
 # ends, and at least this long: at most one broker message per webhook per this many seconds.
 WEBHOOK_THROTTLED_WAKE_MIN = _env_float("WEBHOOK_THROTTLED_WAKE_MIN", 1.0)
+# Coalescing under load: a drain whose oldest delivery had waited at least
+# WEBHOOK_COALESCE_LATENESS seconds past its due time (the workers are behind) keeps its
+# webhook's wake coalesced for WEBHOOK_COALESCE_SECONDS after it ends, and one countdown drains
+# what arrived meanwhile: under load a busy webhook is drained in batches at most this often,
+# instead of once per event or two. Not in force while deliveries are prompt; 0 turns it off.
+WEBHOOK_COALESCE_LATENESS = _env_float("WEBHOOK_COALESCE_LATENESS", 0.05)
+WEBHOOK_COALESCE_SECONDS = _env_float("WEBHOOK_COALESCE_SECONDS", 0.1)
 # Attempts in flight at once towards one endpoint, cluster-wide: a hanging endpoint ties up
 # at most this many worker threads.
 WEBHOOK_ENDPOINT_CONCURRENCY = _env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 4)

@@ -1,13 +1,16 @@
-"""A throttled organization's wake stays coalesced until its throttle ends (in process: the drain
-called directly against real PostgreSQL, Redis and a loopback receiver; counted end to end,
-with a worker, in tests/e2e/test_throttled_wakes.py)."""
+"""Wakes held after a drain: a throttled organization's until its throttle ends, and a webhook's
+whose drain found its deliveries late (the workers behind) for WEBHOOK_COALESCE_SECONDS. In
+process: the drain called directly against real PostgreSQL, Redis and a loopback receiver;
+counted end to end, with a worker, in tests/e2e/test_throttled_wakes.py."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from conftest import make_webhook
+from django.utils import timezone
 
 from deliveries import dispatch, drain
 from deliveries.models import Delivery
@@ -72,4 +75,69 @@ def test_drain_clears_the_wake_when_not_throttled(tenant, receiver, redis_client
     outcome = drain.webhook_drain(webhook_id=webhook.id)
 
     assert not outcome.throttled
+    assert redis_client.exists(f"whk:wake:{webhook.id}") == 0
+
+
+# --- Coalescing under load: a late drain holds the wake too ------------------------------
+
+
+def _make_late(webhook, seconds: float) -> None:
+    """As if the workers were behind: the webhook's due deliveries have waited ``seconds``."""
+    Delivery.objects.filter(webhook=webhook, status="pending").update(
+        next_attempt_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
+def test_late_drain_holds_the_wake_and_its_countdown_takes_what_came_meanwhile(
+    tenant, receiver, redis_client, settings
+):
+    settings.WEBHOOK_COALESCE_SECONDS = 0.25
+    webhook = make_webhook(tenant.organization, receiver.url()).webhook
+    emit(tenant.organization, "agent.online", {"agent_id": "agt_1"})
+    _make_late(webhook, 1.0)
+    redis_client.delete(QUEUE)  # this test runs the drains itself, as a worker would
+
+    outcome = drain.webhook_drain(webhook_id=webhook.id)
+
+    assert len(receiver.received()) == 1
+    assert outcome.coalesced
+    assert not outcome.again
+    assert outcome.retry_in == 0.25  # the task's one countdown
+    # The flag stays set until that countdown's drain runs: what is emitted meanwhile sends nothing.
+    assert redis_client.pttl(f"whk:wake:{webhook.id}") > 1000
+    for i in range(5):
+        emit(tenant.organization, "agent.online", {"agent_id": f"agt_more_{i}"})
+    assert _drain_messages(redis_client) == 0
+
+    settings.WEBHOOK_COALESCE_LATENESS = 60.0  # by the countdown, the workers have caught up
+    drain.webhook_drain(webhook_id=webhook.id)
+
+    assert len(receiver.received()) == 6  # all five in the countdown's one drain
+    assert redis_client.exists(f"whk:wake:{webhook.id}") == 0
+
+
+def test_prompt_drain_does_not_hold_the_wake(tenant, receiver, redis_client, settings):
+    settings.WEBHOOK_COALESCE_LATENESS = 5.0
+    webhook = make_webhook(tenant.organization, receiver.url()).webhook
+    emit(tenant.organization, "agent.online", {"agent_id": "agt_1"})
+
+    outcome = drain.webhook_drain(webhook_id=webhook.id)
+
+    assert len(receiver.received()) == 1
+    assert not outcome.coalesced
+    assert outcome.retry_in is None  # nothing scheduled: the next event wakes it at once
+    assert redis_client.exists(f"whk:wake:{webhook.id}") == 0
+
+
+def test_coalescing_turned_off(tenant, receiver, redis_client, settings):
+    settings.WEBHOOK_COALESCE_SECONDS = 0
+    webhook = make_webhook(tenant.organization, receiver.url()).webhook
+    emit(tenant.organization, "agent.online", {"agent_id": "agt_1"})
+    _make_late(webhook, 10.0)
+
+    outcome = drain.webhook_drain(webhook_id=webhook.id)
+
+    assert len(receiver.received()) == 1
+    assert not outcome.coalesced
+    assert outcome.retry_in is None
     assert redis_client.exists(f"whk:wake:{webhook.id}") == 0

@@ -1,6 +1,7 @@
-"""End to end: an organization over its hourly limit costs almost nothing at the broker. With a
-real worker, it emits 100 events/s to two webhooks while every message published to the broker
-(Redis: an LPUSH onto the queue, countdowns included) is counted with MONITOR."""
+"""End to end: held wakes cost almost nothing at the broker. With a real worker, an organization
+emits 100 events/s while every message published to the broker (Redis: an LPUSH onto the
+queue, countdowns included) is counted with MONITOR: over its hourly limit, to two webhooks;
+and to one webhook whose drains find the workers behind (WEBHOOK_COALESCE_SECONDS)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,30 @@ def test_org_over_its_hourly_limit_costs_at_most_one_message_per_webhook_per_sec
     assert len(receiver.received()) == PER_HOUR  # nothing sent over the limit
     assert Delivery.objects.filter(webhook__in=hooks, status="pending").count() == WEBHOOKS * (RATE * SECONDS + 1)
     assert published <= WEBHOOKS * elapsed, f"{published} broker messages in {elapsed:.1f} s"
+
+
+COALESCE_SECONDS = 1.0
+# The second event comes this long after the first: its drain would have ended by then.
+SECOND_EVENT_AFTER = 0.3
+
+
+def test_behind_workers_hold_a_webhooks_wake_and_its_countdown_delivers(receiver, start_worker, tenant, publishes):
+    # Lateness 0: every drain counts as behind, as under a load this test cannot make on purpose.
+    hook = make_webhook(tenant.organization, receiver.url()).webhook
+    start_worker(WEBHOOK_COALESCE_LATENESS="0", WEBHOOK_COALESCE_SECONDS=str(COALESCE_SECONDS))
+
+    emit(tenant.organization, "agent.online", {"agent_id": "agt_first"})
+    receiver.wait_for(1)
+    first_drained = time.monotonic()
+    time.sleep(SECOND_EVENT_AFTER)
+    emit(tenant.organization, "agent.online", {"agent_id": "agt_second"})
+    emitted = time.monotonic()
+    receiver.wait_for(2)
+    arrived = time.monotonic()
+
+    # The wake stayed held: the second event sent no message of its own and went with the
+    # countdown, a window after the first drain (unheld, it would have gone at once).
+    assert arrived - first_drained >= COALESCE_SECONDS * 0.9, f"arrived {arrived - emitted:.2f} s after its emit"
+    held = [t - first_drained for t in publishes.published if first_drained + 0.1 < t < emitted + 0.5]
+    assert not held, f"messages published while the wake was held: {held}"
+    wait_until(lambda: Delivery.objects.filter(webhook=hook, status="succeeded").count() == 2)
