@@ -103,7 +103,8 @@ def webhook_drain(*, webhook_id: str) -> DrainOutcome:
     A drain stopped by the organization's rate limit instead keeps the flag set until the
     throttle ends (at least WEBHOOK_THROTTLED_WAKE_MIN), and its one countdown wakes the
     webhook then: an organization over its limit sends no message per event, only one per
-    webhook per throttle, whatever it emits meanwhile.
+    webhook per throttle, whatever it emits meanwhile. A drain that found the workers behind
+    holds the flag the same way for WEBHOOK_COALESCE_SECONDS (``_coalesces``).
     """
     webhook = _webhook_to_drain(webhook_id)
     if webhook is None:

@@ -10,6 +10,7 @@ actually connects to.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 import typing
@@ -109,6 +110,11 @@ def address_kind(ip: IPAddress) -> str:
 # --- URL and address checks --------------------------------------------------------------
 
 
+# What str.isspace() calls whitespace (re's \s is the same set), and the ASCII controls: one
+# search, where a check per character cost a fifth of check_url.
+_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def check_url(url: str, *, resolve: bool = True) -> None:
     """Raise UrlRefused unless ``url`` is one the service may post to.
 
@@ -118,7 +124,7 @@ def check_url(url: str, *, resolve: bool = True) -> None:
     """
     if len(url) > MAX_URL_LENGTH:
         raise UrlRefused(f"Must be at most {MAX_URL_LENGTH} characters long")
-    if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+    if _WHITESPACE_OR_CONTROL.search(url):
         raise UrlRefused("Must not contain whitespace or control characters")
     try:
         # The parser requests itself uses, so what is checked is what is connected to.
