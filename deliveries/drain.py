@@ -84,7 +84,8 @@ class DrainOutcome:
     throttled: bool = False
     # How long past its due time the oldest delivery sent had waited (how far behind we are).
     late: float = 0.0
-    # The workers are behind: the wake stays pending and a countdown drains what comes next.
+    # The workers are behind: the wake stays pending, and a drain WEBHOOK_COALESCE_SECONDS
+    # from now takes what comes meanwhile (a retry keeps its own wake, retry_in).
     coalesced: bool = False
 
 
@@ -139,8 +140,7 @@ def webhook_drain(*, webhook_id: str) -> DrainOutcome:
             # Everything due now, and all the organization emits meanwhile, waits for this wake.
             outcome = replace(outcome, retry_in=max(outcome.retry_in or 0.0, settings.WEBHOOK_THROTTLED_WAKE_MIN))
         elif _coalesces(outcome):
-            window = settings.WEBHOOK_COALESCE_SECONDS
-            outcome = replace(outcome, coalesced=True, retry_in=_earliest(outcome.retry_in, window))
+            outcome = replace(outcome, coalesced=True)
     finally:
         with contextlib.suppress(redis.RedisError):  # slots and flag expire by themselves
             parked = concurrency.release_slots(

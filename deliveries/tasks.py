@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from deliveries import partitions, periodic
 from deliveries.dispatch import DRAIN_TASK, wake
@@ -16,6 +17,8 @@ def drain(webhook_id: str) -> None:
         wake(webhook_id)
     if outcome.retry_in is not None:
         wake(webhook_id, countdown=outcome.retry_in)
+    if outcome.coalesced:
+        wake(webhook_id, countdown=settings.WEBHOOK_COALESCE_SECONDS)
 
 
 @shared_task(name="deliveries.sweep")

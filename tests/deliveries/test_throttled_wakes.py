@@ -102,7 +102,7 @@ def test_late_drain_holds_the_wake_and_its_countdown_takes_what_came_meanwhile(
     assert len(receiver.received()) == 1
     assert outcome.coalesced
     assert not outcome.again
-    assert outcome.retry_in == 0.25  # the task's one countdown
+    assert outcome.retry_in is None  # no retry: the task's one countdown is the coalescing window
     # The flag stays set until that countdown's drain runs: what is emitted meanwhile sends nothing.
     assert redis_client.pttl(f"whk:wake:{webhook.id}") > 1000
     for i in range(5):
@@ -114,6 +114,21 @@ def test_late_drain_holds_the_wake_and_its_countdown_takes_what_came_meanwhile(
 
     assert len(receiver.received()) == 6  # all five in the countdown's one drain
     assert redis_client.exists(f"whk:wake:{webhook.id}") == 0
+
+
+def test_late_drain_of_a_failing_receiver_keeps_its_retrys_own_wake(tenant, receiver, redis_client, settings):
+    settings.WEBHOOK_RETRY_DELAYS = [30]
+    receiver.responses["/fails"] = 500
+    webhook = make_webhook(tenant.organization, receiver.url("/fails")).webhook
+    emit(tenant.organization, "agent.online", {"agent_id": "agt_1"})
+    _make_late(webhook, 1.0)
+
+    outcome = drain.webhook_drain(webhook_id=webhook.id)
+
+    assert outcome.coalesced
+    # The retry is woken when it is due, not only by the coalescing window's drain (which finds
+    # nothing due and ends): without it, the retry would wait for the sweeper.
+    assert outcome.retry_in == 30
 
 
 def test_prompt_drain_does_not_hold_the_wake(tenant, receiver, redis_client, settings):
