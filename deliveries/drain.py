@@ -83,7 +83,7 @@ class DrainOutcome:
     # The organization's rate limit stopped the drain: its wake stays pending until retry_in.
     throttled: bool = False
     # How long past its due time the oldest delivery sent had waited (how far behind we are).
-    late: float = 0.0
+    late_seconds: float = 0.0
     # The workers are behind: the wake stays pending, and a drain WEBHOOK_COALESCE_SECONDS
     # from now takes what comes meanwhile (a retry keeps its own wake, retry_in).
     coalesced: bool = False
@@ -167,8 +167,12 @@ def _coalesces(outcome: DrainOutcome) -> bool:
     slots, four statements) would be paid again for each. Holding the wake for
     WEBHOOK_COALESCE_SECONDS lets what comes meanwhile go in one drain, and the workers catch up.
     """
-    window = settings.WEBHOOK_COALESCE_SECONDS
-    return window > 0 and outcome.sent > 0 and not outcome.again and outcome.late >= settings.WEBHOOK_COALESCE_LATENESS
+    return (
+        settings.WEBHOOK_COALESCE_SECONDS > 0
+        and outcome.sent > 0
+        and not outcome.again
+        and outcome.late_seconds >= settings.WEBHOOK_COALESCE_LATENESS
+    )
 
 
 def _held_for(outcome: DrainOutcome) -> float | None:
@@ -264,7 +268,7 @@ def _drain_batches(webhook: Webhook, grants: RateGrants) -> DrainOutcome:
         claimed_at = time.monotonic()
         claimed = leases.claim(webhook_id, limit)
         if not claimed:
-            return DrainOutcome(sent=sent_total, retry_in=retry_in, late=late)
+            return DrainOutcome(sent=sent_total, retry_in=retry_in, late_seconds=late)
         late = max(late, claimed[0].late_seconds)  # claimed oldest first
         if len(claimed) == limit < settings.WEBHOOK_BATCH_SIZE and grants.send_seconds is not None:
             # A slow receiver with more waiting: another drain beside this one (if a slot is free).
@@ -301,11 +305,11 @@ def _drain_batches(webhook: Webhook, grants: RateGrants) -> DrainOutcome:
         if sent and sent[-1].result.status == GONE:
             return DrainOutcome(sent=sent_total, again=bool(unsent))
         if unsent or time.monotonic() > budget_end:
-            return DrainOutcome(sent=sent_total, again=True, retry_in=retry_in, late=late)
+            return DrainOutcome(sent=sent_total, again=True, retry_in=retry_in, late_seconds=late)
         if len(claimed) < limit:
             # Everything due when it claimed was claimed: no second claim to find nothing (what
             # came due since, webhook_drain's last check finds once the wake flag is cleared).
-            return DrainOutcome(sent=sent_total, retry_in=retry_in, late=late)
+            return DrainOutcome(sent=sent_total, retry_in=retry_in, late_seconds=late)
 
 
 def _moving_average(average: float, newest: float) -> float:
