@@ -281,7 +281,7 @@ class _PinnedAdapter(HTTPAdapter):
     # Never through a proxy (post() passes none; proxy_manager_for refuses one), so the three
     # steps below are requests' own without the proxy lookups, which parse the URL each time,
     # and build_response takes no cookies (the session's policy refuses them all anyway):
-    # together a fifth of what the adapter cost a POST.
+    # together ~35 µs of the ~330 a POST cost in process against nginx.
 
     def request_url(self, request: requests.PreparedRequest, proxies: typing.Any) -> str:
         return request.path_url
