@@ -82,7 +82,7 @@ class DrainOutcome:
     parked: bool = False
     # The organization's rate limit stopped the drain: its wake stays pending until retry_in.
     throttled: bool = False
-    # How long past its due time the oldest delivery sent had waited (how far behind we are).
+    # How long past its due time the oldest delivery claimed had waited (how far behind we are).
     late_seconds: float = 0.0
     # The workers are behind: the wake stays pending, and a drain WEBHOOK_COALESCE_SECONDS
     # from now takes what comes meanwhile (a retry keeps its own wake, retry_in).
